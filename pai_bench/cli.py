@@ -1,0 +1,106 @@
+"""`pai-bench`: run suites, list what is registered, show configs, tabulate results.
+
+Bad input is a `UserError`: one line on stderr and exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from pai_bench.errors import UserError, unknown_choice
+
+LISTABLE = ("methods", "suites", "models", "datasets")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.handler(args)
+    except UserError as error:
+        print(f"pai-bench: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("pai-bench: interrupted; finished trials are saved, rerun the same command to resume", file=sys.stderr)
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pai-bench", description="Benchmark pruning-at-initialization methods.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", help="run a suite: pai-bench run suite=quickstart [key=value ...]")
+    run.add_argument("overrides", nargs="*", metavar="key=value")
+    run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run.set_defaults(handler=_run)
+
+    listing = commands.add_parser("list", help=f"list registered {', '.join(LISTABLE)}")
+    listing.add_argument("what", metavar="WHAT", help=" | ".join(LISTABLE))
+    listing.set_defaults(handler=_list)
+
+    show = commands.add_parser("show", help="print the resolved config of a suite as YAML")
+    show.add_argument("overrides", nargs="*", metavar="key=value")
+    show.set_defaults(handler=_show)
+
+    results = commands.add_parser("results", help="one row per trial of a run folder")
+    results.add_argument("dir", type=Path)
+    results.add_argument("--format", default="md", help="csv | md | json")
+    results.set_defaults(handler=_results)
+    return parser
+
+
+def _config(overrides: list[str]):
+    from pai_bench.config import load_config, parse_overrides
+
+    suite, rest = parse_overrides(overrides)
+    return load_config(suite, rest)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from pai_bench.runner import run_suite
+
+    config = _config(args.overrides)
+    summary = run_suite(config, progress=not args.no_progress)
+    counts = ", ".join(f"{n} {status}" for status, n in sorted(summary.counts.items())) or "nothing to do"
+    print(f"{summary.trials} trials in {summary.out}: {counts}")
+    print(summary.summary_path.read_text())
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    from pai_bench import list_methods
+    from pai_bench.config import list_suites
+    from pai_bench.data import list_datasets
+    from pai_bench.models import list_models
+
+    listers = {"methods": list_methods, "suites": list_suites, "models": list_models, "datasets": list_datasets}
+    if args.what not in listers:
+        raise unknown_choice("thing to list", args.what, LISTABLE)
+    print("\n".join(listers[args.what]()))
+    return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    from pai_bench.config import to_yaml
+
+    print(to_yaml(_config(args.overrides)), end="")
+    return 0
+
+
+def _results(args: argparse.Namespace) -> int:
+    from pai_bench.report import FORMATS, format_results, results_frame
+    from pai_bench.store import ResultStore
+
+    if args.format not in FORMATS:
+        raise unknown_choice("format", args.format, FORMATS)
+    store = ResultStore(args.dir)
+    if not store.trials.is_dir():
+        raise UserError(f"no trial records in {args.dir} (expected {store.trials}); pass the out= folder of a run")
+    print(format_results(results_frame(store.records()), args.format))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,79 @@
+"""What a pruning method is: the contract every plugin, built-in or third-party, fulfils.
+
+A score method computes scores on the network it is handed; the driver (`pai_bench.pruning`)
+owns everything else (prunable set, schedule, top-k, the deep copy, the pruning data), so every
+method is measured under the same rules. An architecture method returns a new, smaller model
+instead of masks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from pai_bench.errors import UserError
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+
+
+@dataclass
+class NoOptions:
+    """For methods without options."""
+
+
+class Method:
+    """Base of all methods. Subclasses set `Options` to a dataclass of their options."""
+
+    name: ClassVar[str] = ""
+    Options: ClassVar[type] = NoOptions
+    #: True for a method that keeps every weight (it only runs at sparsity 0).
+    keeps_everything: ClassVar[bool] = False
+
+    def __init__(self, options: Any | None = None) -> None:
+        self.options = options if options is not None else self.Options()
+
+    def option_values(self) -> dict[str, Any]:
+        return {f.name: getattr(self.options, f.name) for f in fields(self.options)}
+
+
+class ScoreMethod(Method):
+    """A method that scores weights; higher scores are kept.
+
+    `score` receives a deep copy of the network with the current masks applied (it may change
+    that copy freely), the masks, the pruning batches on the network's device, and a seeded
+    generator. It returns one score tensor per masked parameter, same shape.
+    """
+
+    def rounds(self) -> int:
+        """Pruning rounds: 1 is one-shot; more uses the exponential density schedule."""
+        return int(getattr(self.options, "rounds", 1))
+
+    def score(
+        self,
+        model: nn.Module,
+        masks: Mapping[str, torch.Tensor],
+        batches: Sequence[Batch],
+        generator: torch.Generator,
+    ) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def layer_densities(self, shapes: Mapping[str, torch.Size], density: float) -> dict[str, float] | None:
+        """Per-layer densities for methods that allocate layer by layer; None = one global top-k."""
+        return None
+
+
+class ArchitectureMethod(Method):
+    """A method that returns a new (smaller) model instead of masks."""
+
+    def build(self, model: nn.Module, sparsity: float, batches: Sequence[Batch], seed: int) -> nn.Module:
+        raise NotImplementedError
+
+
+def check_choice(option: str, value: str, choices: Sequence[str]) -> None:
+    """For an option's `__post_init__`: a one-line error naming the value and the choices."""
+    if value not in choices:
+        raise UserError(f"unknown {option} {value!r}; valid choices: {', '.join(choices)}")

@@ -1,0 +1,242 @@
+"""The pruning driver: the rules every method is measured under.
+
+A method only scores weights. This module decides which weights are prunable, runs the rounds
+of the exponential density schedule, keeps exactly round((1 - s) * N) weights with a
+deterministic tie-break, scores on a deep copy (the caller's model, its buffers and the global
+RNG are left as they were), and reports per-layer statistics.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from pai_bench.errors import UserError
+from pai_bench.masks import LayerStat, Masks, apply_masks, full_masks, layer_stats, prunable_parameters
+from pai_bench.method import ArchitectureMethod, Batch, Method, ScoreMethod
+from pai_bench.plugins import create_method
+
+
+@dataclass
+class PruneResult:
+    """What `prune` returns.
+
+    `model` is the network to train: a copy of the input with masked weights zeroed, or a new
+    smaller network for architecture methods (then `masks` is empty).
+    """
+
+    model: nn.Module
+    masks: Masks
+    layer_stats: list[LayerStat]
+    method: str
+    sparsity: float
+    options: dict[str, Any]
+    seconds: float
+    rounds: int = 1
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def kept(self) -> int:
+        return sum(stat.kept for stat in self.layer_stats)
+
+    @property
+    def total(self) -> int:
+        return sum(stat.total for stat in self.layer_stats)
+
+
+def check_sparsity(sparsity: float) -> float:
+    if not isinstance(sparsity, (int, float)) or not 0.0 <= float(sparsity) < 1.0:
+        raise UserError(f"sparsity {sparsity!r} is outside [0, 1): it is the fraction of weights removed")
+    return float(sparsity)
+
+
+def kept_count(total: int, sparsity: float) -> int:
+    """round((1 - s) * N): the exact number of weights every method keeps."""
+    return int(round((1.0 - sparsity) * total))
+
+
+def schedule(total: int, sparsity: float, rounds: int) -> list[int]:
+    """Kept counts after each round: density_r = d ** ((r + 1) / rounds), the last exact."""
+    density = 1.0 - sparsity
+    counts = [int(round(total * density ** ((r + 1) / rounds))) for r in range(rounds - 1)]
+    return counts + [kept_count(total, sparsity)]
+
+
+def top_k_mask(scores: torch.Tensor, k: int) -> torch.Tensor:
+    """Bool mask of exactly `k` entries with the highest scores.
+
+    Ties at the threshold go to the lowest flat index, so the count is exact and the same
+    scores always give the same mask. NaN scores rank lowest.
+    """
+    flat = scores.reshape(-1).to(torch.float64)
+    flat = torch.nan_to_num(flat, nan=-torch.inf)
+    n = flat.numel()
+    if k <= 0:
+        return torch.zeros_like(flat, dtype=torch.bool).view_as(scores)
+    if k >= n:
+        return torch.ones_like(flat, dtype=torch.bool).view_as(scores)
+    threshold = torch.kthvalue(flat.cpu(), n - k + 1).values.to(flat.device)
+    keep = flat > threshold
+    missing = k - int(keep.sum())
+    tied = torch.nonzero(flat == threshold).flatten()[:missing]
+    keep[tied] = True
+    return keep.view_as(scores)
+
+
+def integer_budgets(sizes: Mapping[str, int], densities: Mapping[str, float], total_kept: int) -> dict[str, int]:
+    """Per-layer kept counts from densities, summing exactly to `total_kept`.
+
+    Floors first, then the largest remainders get the leftover weights (never above a layer's
+    size), so layer-wise allocations meet the same exact global count as global top-k.
+    """
+    wanted = {name: min(1.0, max(0.0, densities[name])) * sizes[name] for name in sizes}
+    budgets = {name: int(wanted[name]) for name in sizes}
+    leftover = total_kept - sum(budgets.values())
+    by_remainder = sorted(sizes, key=lambda name: (-(wanted[name] - budgets[name]), name))
+    while leftover > 0:
+        progressed = False
+        for name in by_remainder:
+            if leftover == 0:
+                break
+            if budgets[name] < sizes[name]:
+                budgets[name] += 1
+                leftover -= 1
+                progressed = True
+        if not progressed:
+            raise ValueError("layer budgets cannot hold the requested count")
+    while leftover < 0:
+        for name in reversed(by_remainder):
+            if leftover == 0:
+                break
+            if budgets[name] > 0:
+                budgets[name] -= 1
+                leftover += 1
+    return budgets
+
+
+def select(
+    scores: Mapping[str, torch.Tensor],
+    masks: Masks,
+    keep: int,
+    budgets: Mapping[str, int] | None = None,
+) -> Masks:
+    """New masks keeping `keep` weights: globally, or per layer when `budgets` are given.
+
+    Already-pruned weights score -inf, so a pruned weight never comes back.
+    """
+    names = list(masks)
+    ranked = []
+    for name in names:
+        score = scores[name].detach().to(torch.float64)
+        if score.shape != masks[name].shape:
+            raise ValueError(f"score for {name} has shape {tuple(score.shape)}, expected {tuple(masks[name].shape)}")
+        ranked.append(torch.where(masks[name].to(score.device), score, torch.full_like(score, -torch.inf)))
+    if budgets is not None:
+        return {
+            name: top_k_mask(score, budgets[name]).to(masks[name].device)
+            for name, score in zip(names, ranked)
+        }
+    device = ranked[0].device
+    flat = torch.cat([score.reshape(-1).to(device) for score in ranked])
+    keep_flat = top_k_mask(flat, keep)
+    out, offset = {}, 0
+    for name in names:
+        size = masks[name].numel()
+        out[name] = keep_flat[offset : offset + size].view_as(masks[name]).to(masks[name].device)
+        offset += size
+    return out
+
+
+def compute_masks(
+    model: nn.Module,
+    method: ScoreMethod,
+    sparsity: float,
+    batches: Sequence[Batch],
+    seed: int = 0,
+    exclude: Iterable[str] = (),
+) -> Masks:
+    """Masks for `model` at `sparsity`, scored on deep copies; `model` is never modified."""
+    params = prunable_parameters(model, exclude)
+    if not params:
+        raise UserError(f"model {type(model).__name__} has no prunable (conv or linear) weights")
+    masks = full_masks(params)
+    if sparsity == 0.0:
+        return masks
+    sizes = {name: p.numel() for name, p in params.items()}
+    total = sum(sizes.values())
+    rounds = method.rounds()
+    if rounds < 1:
+        raise UserError(f"{method.name}.rounds={rounds} must be at least 1")
+    generator = torch.Generator(device=_device_of(model)).manual_seed(seed)
+    for keep in schedule(total, sparsity, rounds):
+        working = copy.deepcopy(model)
+        apply_masks(working, masks)
+        scores = method.score(working, masks, batches, generator)
+        missing = set(masks) - set(scores)
+        if missing:
+            raise ValueError(f"{method.name} returned no score for {sorted(missing)[:3]}")
+        densities = method.layer_densities({n: p.shape for n, p in params.items()}, keep / total)
+        budgets = integer_budgets(sizes, densities, keep) if densities is not None else None
+        masks = select(scores, masks, keep, budgets)
+    return masks
+
+
+def prune(
+    model: nn.Module,
+    method: str | Method,
+    sparsity: float,
+    data: Iterable[Batch],
+    seed: int = 0,
+    exclude: Iterable[str] = (),
+    **options: Any,
+) -> PruneResult:
+    """Prune `model` with `method` at `sparsity` (the fraction of prunable weights removed).
+
+    `data` is an iterable of (inputs, targets) batches, the pruning data; `options` override the
+    method's options (e.g. `rounds=50`). The input model is left bit-identical, and the global
+    RNG state too: the method runs under a forked RNG seeded with `seed`.
+    """
+    sparsity = check_sparsity(sparsity)
+    if isinstance(method, str):
+        method = create_method(method, options)
+    elif options:
+        raise TypeError("pass options either in the Method instance or as keywords, not both")
+    if method.keeps_everything and sparsity != 0.0:
+        raise UserError(f"method {method.name!r} keeps every weight; its sparsity must be 0, got {sparsity}")
+    device = _device_of(model)
+    batches = [(x.to(device), y.to(device)) for x, y in data]
+    started = time.perf_counter()
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        if isinstance(method, ArchitectureMethod):
+            small = method.build(model, sparsity, batches, seed)
+            masks: Masks = {}
+            stats: list[LayerStat] = []
+        elif isinstance(method, ScoreMethod):
+            masks = compute_masks(model, method, sparsity, batches, seed, exclude)
+            small = copy.deepcopy(model)
+            apply_masks(small, masks)
+            stats = layer_stats(masks)
+        else:
+            raise TypeError(f"{type(method).__name__} is neither a ScoreMethod nor an ArchitectureMethod")
+    return PruneResult(
+        model=small,
+        masks=masks,
+        layer_stats=stats,
+        method=method.name,
+        sparsity=sparsity,
+        options=method.option_values(),
+        seconds=time.perf_counter() - started,
+        rounds=method.rounds() if isinstance(method, ScoreMethod) else 1,
+    )
+
+
+def _device_of(model: nn.Module) -> torch.device:
+    first = next(model.parameters(), None)
+    return first.device if first is not None else torch.device("cpu")

@@ -1,0 +1,67 @@
+"""Tables of a run's records: one row per trial, and a methods x sparsities summary."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+#: The leading columns of `pai-bench results`, in order; other fields follow.
+LEADING = ["key", "method", "sparsity", "seed", "status", "test_acc"]
+FORMATS = ("csv", "md", "json")
+
+
+def results_frame(records: list[dict]) -> pd.DataFrame:
+    rows = []
+    for record in records:
+        masks = record.get("masks", {})
+        timings = record.get("timings", {})
+        rows.append(
+            {
+                "key": record["key"],
+                "method": record.get("method"),
+                "sparsity": record.get("sparsity"),
+                "seed": record.get("seed"),
+                "status": record.get("status"),
+                "test_acc": record.get("test_acc"),
+                "suite": record.get("suite"),
+                "model": record.get("model"),
+                "dataset": record.get("dataset"),
+                "kept": masks.get("kept"),
+                "total": masks.get("total"),
+                "collapsed_layers": masks.get("collapsed_layers"),
+                "epochs": len(record.get("epochs", [])),
+                "prune_s": timings.get("prune_s"),
+                "train_s": timings.get("train_s"),
+                "error": record.get("error"),
+            }
+        )
+    frame = pd.DataFrame(rows, columns=LEADING + [c for c in (rows[0] if rows else {}) if c not in LEADING])
+    return frame.sort_values(["method", "sparsity", "seed"], kind="stable").reset_index(drop=True)
+
+
+def format_results(frame: pd.DataFrame, fmt: str) -> str:
+    if fmt == "csv":
+        return frame.to_csv(index=False)
+    if fmt == "json":
+        return frame.to_json(orient="records", indent=1)
+    return frame.to_markdown(index=False, floatfmt=".4g")
+
+
+def summary_markdown(frame: pd.DataFrame) -> str:
+    """Mean ± std of test accuracy over seeds, methods as rows, sparsities as columns.
+
+    Unfinished trials are counted beside each cell, never silently dropped.
+    """
+    if frame.empty:
+        return "(no trials)\n"
+    cells: dict[str, dict[str, str]] = {}
+    for (method, sparsity), group in frame.groupby(["method", "sparsity"], sort=True):
+        done = group[group["status"] == "done"]["test_acc"].astype(float)
+        text = f"{done.mean():.2f} ± {done.std(ddof=1) if len(done) > 1 else 0.0:.2f} (n={len(done)})" if len(done) else "–"
+        others = group[group["status"] != "done"]["status"].value_counts()
+        if len(others):
+            text += " " + ", ".join(f"{count} {status}" for status, count in others.items())
+        cells.setdefault(method, {})[f"{100 * sparsity:g} %"] = text
+    table = pd.DataFrame.from_dict(cells, orient="index")
+    table = table[sorted(table.columns, key=lambda c: float(c.split()[0]))].fillna("")
+    table.index.name = "method"
+    return table.to_markdown() + "\n"

@@ -1,0 +1,38 @@
+"""Run a suite: expand its grid, hand the trials to an executor, write the summary.
+
+Where trials run (the executor) is kept apart from what a trial does (`pai_bench.trial`).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+from pai_bench.config import SuiteConfig, out_dir, to_yaml
+from pai_bench.report import results_frame, summary_markdown
+from pai_bench.runner.grid import expand_grid
+from pai_bench.runner.local import run_local
+from pai_bench.store import ResultStore
+
+
+@dataclass
+class RunSummary:
+    out: Path
+    trials: int
+    counts: Counter
+    summary_path: Path
+
+
+def run_suite(config: SuiteConfig, progress: bool = True) -> RunSummary:
+    out = out_dir(config)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.yaml").write_text(to_yaml(config))
+    store = ResultStore(out)
+    specs = expand_grid(config)
+    counts = run_local(specs, store, progress=progress)
+    keys = {spec.key for spec in specs}
+    frame = results_frame([record for record in store.records() if record["key"] in keys])
+    summary_path = out / "results.md"
+    summary_path.write_text(f"# {config.suite}\n\ntest accuracy (%), mean ± std over seeds\n\n" + summary_markdown(frame))
+    return RunSummary(out=out, trials=len(specs), counts=counts, summary_path=summary_path)

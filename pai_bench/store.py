@@ -1,0 +1,85 @@
+"""The results store: one JSON record per trial, the single source of truth of a run.
+
+Records are written atomically (a temporary file renamed over the old one), so a killed run
+leaves each record either whole or absent. A record that does not parse is reported and its
+trial runs again; it never stops a suite.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+#: Outcomes that rerunning would not change; other records (failed, running) are run again.
+FINAL_STATUSES = ("done", "diverged")
+STATUSES = ("done", "failed", "diverged", "running")
+
+
+class ResultStore:
+    """`<root>/trials/<key>.json` for every trial of a run."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        self.trials = self.root / "trials"
+
+    def path(self, key: str) -> Path:
+        return self.trials / f"{key}.json"
+
+    def write(self, record: dict[str, Any]) -> None:
+        self.trials.mkdir(parents=True, exist_ok=True)
+        text = json.dumps(record, indent=1, sort_keys=True, default=_jsonable)
+        handle, temporary = tempfile.mkstemp(dir=self.trials, prefix=".tmp-", suffix=".json")
+        try:
+            with os.fdopen(handle, "w") as stream:
+                stream.write(text)
+                stream.flush()
+                os.fsync(stream.fileno())
+            os.replace(temporary, self.path(record["key"]))
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
+
+    def read(self, key: str) -> dict[str, Any] | None:
+        """The record of `key`, or None when there is none or it is corrupt (then reported)."""
+        path = self.path(key)
+        if not path.exists():
+            return None
+        return _load(path)
+
+    def is_final(self, key: str) -> bool:
+        record = self.read(key)
+        return record is not None and record.get("status") in FINAL_STATUSES
+
+    def records(self) -> list[dict[str, Any]]:
+        return [record for record in self._iter_records() if record is not None]
+
+    def _iter_records(self) -> Iterator[dict[str, Any] | None]:
+        if not self.trials.is_dir():
+            return
+        for path in sorted(self.trials.glob("*.json")):
+            if not path.name.startswith(".tmp-"):
+                yield _load(path)
+
+
+def _load(path: Path) -> dict[str, Any] | None:
+    try:
+        record = json.loads(path.read_text())
+        if not isinstance(record, dict) or "key" not in record or "status" not in record:
+            raise ValueError("not a trial record")
+        return record
+    except (OSError, ValueError) as error:
+        print(f"warning: corrupt record {path} ({error}); its trial will run again", file=sys.stderr)
+        return None
+
+
+def _jsonable(value: Any) -> Any:
+    if hasattr(value, "item"):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"cannot store {type(value).__name__} in a trial record")

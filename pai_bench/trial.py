@@ -1,0 +1,174 @@
+"""One trial: build, prune, train, evaluate, and the record that describes it.
+
+A trial knows nothing about executors: it is a pure function of its `TrialSpec`, and its key
+is a hash of every field that determines the result, so a rerun finds finished work and a
+changed protocol never reuses a stale record.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import time
+import traceback
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+import torch
+import torchvision
+
+from pai_bench.config import DataConfig, ModelConfig, PruneConfig, TrainConfig
+from pai_bench.data import Dataset, load_dataset
+from pai_bench.data.splits import class_balanced_indices, stratified_subset
+from pai_bench.errors import UserError
+from pai_bench.models import build_model
+from pai_bench.pruning import prune
+from pai_bench.training import Diverged, EpochCallback, eval_loader, resolve_device, train, train_loader
+from pai_bench.version import __version__
+
+#: Fields that change where or how fast a trial runs, not what it computes.
+NOT_IN_KEY = {("data", "root"), ("data", "download"), ("train", "device"), ("train", "eval_batch_size")}
+
+
+@dataclass(frozen=True)
+class TrialSpec:
+    method: str
+    sparsity: float
+    seed: int
+    options: dict[str, Any]
+    model: ModelConfig
+    data: DataConfig
+    train: TrainConfig
+    prune: PruneConfig = field(default_factory=PruneConfig)
+    suite: str = "custom"
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @property
+    def key(self) -> str:
+        """A short hash of everything that determines the trial's result."""
+        content = self.as_dict()
+        content.pop("suite")
+        for section, name in NOT_IN_KEY:
+            content[section].pop(name)
+        content["pai_bench"] = __version__
+        canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), default=str)
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrialSpec:
+        return cls(
+            method=data["method"],
+            sparsity=float(data["sparsity"]),
+            seed=int(data["seed"]),
+            options=dict(data["options"]),
+            model=ModelConfig(**data["model"]),
+            data=DataConfig(**data["data"]),
+            train=TrainConfig(**data["train"]),
+            prune=PruneConfig(**data.get("prune", {})),
+            suite=data.get("suite", "custom"),
+        )
+
+
+def versions() -> dict[str, str]:
+    return {
+        "pai_bench": __version__,
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def base_record(spec: TrialSpec, status: str) -> dict[str, Any]:
+    return {
+        "key": spec.key,
+        "status": status,
+        "suite": spec.suite,
+        "method": spec.method,
+        "sparsity": spec.sparsity,
+        "seed": spec.seed,
+        "model": spec.model.name,
+        "dataset": spec.data.name,
+        "config": spec.as_dict(),
+        "versions": versions(),
+        "started_at": _now(),
+    }
+
+
+def load_trial_data(spec: TrialSpec) -> Dataset:
+    return load_dataset(spec.data.name, spec.data.root, image_size=spec.data.image_size, download=spec.data.download)
+
+
+def run_trial(spec: TrialSpec, on_epoch: EpochCallback | None = None, dataset: Dataset | None = None) -> dict[str, Any]:
+    """Run the trial and return its record: done, diverged, or failed with the reason.
+
+    A bad config (UserError) or an internal error is recorded as `failed`, so a suite goes on
+    past one broken trial and nothing finished before it is lost.
+    """
+    record = base_record(spec, "running")
+    started = time.perf_counter()
+    try:
+        dataset = dataset or load_trial_data(spec)
+        _run(spec, dataset, record, on_epoch)
+        record["status"] = "done"
+    except Diverged as error:
+        record.update(status="diverged", error=str(error))
+    except UserError as error:
+        record.update(status="failed", error=str(error))
+    except Exception as error:  # recorded, not raised: one broken trial must not stop a suite
+        record.update(status="failed", error=f"{type(error).__name__}: {error}", traceback=traceback.format_exc())
+    record["timings"] = {**record.get("timings", {}), "total_s": time.perf_counter() - started}
+    record["finished_at"] = _now()
+    return record
+
+
+def _run(spec: TrialSpec, dataset: Dataset, record: dict[str, Any], on_epoch: EpochCallback | None) -> None:
+    device = resolve_device(spec.train.device)
+    record["device"] = str(device)
+    model_options = {"weights": spec.model.weights} if spec.model.weights else {}
+    model = build_model(spec.model.name, num_classes=dataset.num_classes, seed=spec.seed, **model_options).to(device)
+
+    split = dataset.train.subset(class_balanced_indices(dataset.train.labels, spec.data.prune_per_class, spec.seed))
+    pruning_batches = eval_loader(split, dataset, spec.data, spec.train, device)
+    result = prune(model, spec.method, spec.sparsity, pruning_batches, seed=spec.seed, exclude=spec.prune.exclude, **spec.options)
+    record["options"] = result.options
+    record["masks"] = {
+        "kept": result.kept,
+        "total": result.total,
+        "density": result.kept / result.total if result.total else 1.0,
+        "collapsed_layers": sum(stat.collapsed for stat in result.layer_stats),
+        "layers": [stat.as_dict() for stat in result.layer_stats],
+    }
+    record["timings"] = {"prune_s": result.seconds}
+
+    train_set = dataset.train
+    if spec.data.subset is not None:
+        train_set = train_set.subset(stratified_subset(train_set.labels, spec.data.subset, spec.seed))
+    record["epochs"] = epochs = []
+
+    def keep_epoch(metrics: dict) -> None:
+        epochs.append(metrics)
+        if on_epoch is not None:
+            on_epoch(metrics)
+
+    train_started = time.perf_counter()
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(spec.seed)
+        train(
+            result.model,
+            result.masks,
+            train_loader(train_set, dataset, spec.data, spec.train, spec.seed, device),
+            eval_loader(dataset.test, dataset, spec.data, spec.train, device),
+            spec.train,
+            on_epoch=keep_epoch,
+        )
+    record["timings"]["train_s"] = time.perf_counter() - train_started
+    record["test_acc"] = epochs[-1]["test_acc"]
+    record["train_loss"] = epochs[-1]["train_loss"]
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")

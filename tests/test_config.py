@@ -1,0 +1,71 @@
+from __future__ import annotations
+
+import pytest
+
+from pai_bench.config import list_suites, load_config, parse_overrides, to_yaml
+from pai_bench.errors import UserError
+
+
+def test_quickstart_suite_resolves_with_overrides():
+    config = load_config("quickstart", ["methods=[random,magnitude]", "sparsities=[0.9,0.99]", "seeds=2", "train.epochs=1", "out=runs/q"])
+    assert config.suite == "quickstart"
+    assert config.methods == ["random", "magnitude"]
+    assert config.sparsities == [0.9, 0.99]
+    assert (config.seeds, config.train.epochs, config.out) == (2, 1, "runs/q")
+    assert config.model.name == "quicknet"
+
+
+def test_method_option_override_is_routed_and_validated():
+    config = load_config("quickstart", ["random.scope=erk"])
+    assert config.options == {"random": {"scope": "erk"}}
+    with pytest.raises(UserError, match="unknown option random.rounds; valid options of random: scope"):
+        load_config("quickstart", ["random.rounds=3"])
+    with pytest.raises(UserError, match="'sideways'.*global, layer, erk"):
+        load_config("quickstart", ["random.scope=sideways"])
+
+
+def test_every_suite_validates():
+    assert "quickstart" in list_suites()
+    for suite in list_suites():
+        assert load_config(suite).suite == suite
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["train.epoch=3"], r"unknown key 'train.epoch'; valid keys of train: epochs, batch_size"),
+        (["bogus=1"], r"unknown key 'bogus'; valid keys: suite, description, model"),
+        (["methods=[random,nope]"], r"unknown method 'nope'; valid choices: dense, magnitude, random"),
+        (["sparsities=[0.5,1.0]"], r"sparsity 1.0 is outside \[0, 1\)"),
+        (["sparsities=[-0.1]"], r"sparsity -0.1 is outside \[0, 1\)"),
+        (["train.epochs=many"], r"bad config value"),
+        (["model.name=resnet9000"], r"unknown model 'resnet9000'; valid choices: .*resnet20"),
+        (["data.name=mnist"], r"unknown dataset 'mnist'; valid choices: .*cifar10"),
+        (["executor=slurm"], r"unknown executor 'slurm'; valid choices: local"),
+        (["seeds=0"], r"seeds=0"),
+    ],
+)
+def test_bad_config_is_a_one_line_user_error(overrides, message):
+    with pytest.raises(UserError, match=message) as caught:
+        load_config("quickstart", overrides)
+    assert "\n" not in str(caught.value)
+
+
+def test_unknown_suite_lists_the_suites():
+    with pytest.raises(UserError, match=r"unknown suite 'cifar11'; valid choices: .*quickstart"):
+        load_config("cifar11")
+
+
+@pytest.mark.parametrize("item", ["epochs", "=3", "train epochs=3"])
+def test_malformed_override(item):
+    with pytest.raises(UserError, match="malformed override"):
+        parse_overrides([item])
+
+
+def test_suite_from_a_yaml_path_and_show_round_trips(tmp_path):
+    path = tmp_path / "mine.yaml"
+    path.write_text("model: {name: resnet20}\ndata: {name: cifar10}\nmethods: [magnitude]\nsparsities: [0.5]\n")
+    config = load_config(str(path), ["seeds=3"])
+    assert (config.suite, config.model.name, config.seeds) == ("mine", "resnet20", 3)
+    text = to_yaml(config)
+    assert "methods:\n- magnitude" in text and "seeds: 3" in text

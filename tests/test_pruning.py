@@ -1,0 +1,156 @@
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+import pai_bench
+from pai_bench.errors import UserError
+from pai_bench.masks import prunable_parameters
+from pai_bench.method import ScoreMethod
+from pai_bench.pruning import integer_budgets, kept_count, schedule, select, top_k_mask
+
+
+def state_copy(model):
+    return {name: value.clone() for name, value in model.state_dict().items()}
+
+
+@pytest.mark.parametrize("sparsity", [0.9, 0.99, 0.999, 0.9999])
+@pytest.mark.parametrize("method, options", [("random", {}), ("random", {"scope": "layer"}), ("random", {"scope": "erk"}), ("magnitude", {})])
+def test_exact_kept_count_on_resnet20(method, options, sparsity, cifar_batches):
+    model = pai_bench.build_model("resnet20", num_classes=10, seed=0)
+    total = sum(p.numel() for p in prunable_parameters(model).values())
+    result = pai_bench.prune(model, method, sparsity, cifar_batches, seed=0, **options)
+    assert result.kept == round((1 - sparsity) * total)
+    assert sum(int(mask.sum()) for mask in result.masks.values()) == result.kept
+    assert result.total == total
+
+
+def test_live_model_and_global_rng_untouched(cifar_batches):
+    model = pai_bench.build_model("resnet20", num_classes=10, seed=0)
+    model.train()
+    before = state_copy(model)
+    rng_before = torch.get_rng_state()
+    result = pai_bench.prune(model, "random", 0.99, cifar_batches, seed=3)
+    assert torch.equal(torch.get_rng_state(), rng_before)
+    after = model.state_dict()
+    assert before.keys() == after.keys()
+    assert all(torch.equal(before[name], after[name]) for name in before)
+    assert model.training
+    assert result.model is not model
+    pruned = dict(result.model.named_parameters())
+    for name, mask in result.masks.items():
+        assert torch.all(pruned[name][~mask] == 0)
+        assert torch.equal(pruned[name][mask], dict(model.named_parameters())[name][mask])
+
+
+def test_same_seed_same_masks_other_seed_other_masks(cifar_batches):
+    model = pai_bench.build_model("resnet20", num_classes=10, seed=0)
+    first = pai_bench.prune(model, "random", 0.9, cifar_batches, seed=1).masks
+    again = pai_bench.prune(model, "random", 0.9, cifar_batches, seed=1).masks
+    other = pai_bench.prune(model, "random", 0.9, cifar_batches, seed=2).masks
+    assert all(torch.equal(first[name], again[name]) for name in first)
+    assert any(not torch.equal(first[name], other[name]) for name in first)
+
+
+def test_magnitude_keeps_largest_weights(tiny_net, batches):
+    result = pai_bench.prune(tiny_net, "magnitude", 0.7, batches)
+    params = prunable_parameters(tiny_net)
+    kept = torch.cat([params[n].detach().abs()[m] for n, m in result.masks.items()])
+    pruned = torch.cat([params[n].detach().abs()[~m] for n, m in result.masks.items()])
+    assert kept.min() >= pruned.max()
+
+
+def test_layer_scope_gives_each_layer_the_target_density(batches, tiny_net):
+    result = pai_bench.prune(tiny_net, "random", 0.75, batches, scope="layer")
+    for stat in result.layer_stats:
+        assert abs(stat.kept - 0.25 * stat.total) <= 1
+
+
+def test_erk_densities_follow_the_formula():
+    from pai_bench.methods.random import erk_densities
+
+    shapes = {"conv": torch.Size([64, 3, 3, 3]), "big": torch.Size([512, 512, 3, 3]), "fc": torch.Size([100, 512])}
+    sizes = {name: math.prod(shape) for name, shape in shapes.items()}
+    densities = erk_densities(shapes, 0.05)
+    kept = sum(densities[name] * sizes[name] for name in shapes)
+    assert kept == pytest.approx(0.05 * sum(sizes.values()))
+    assert densities["conv"] == 1.0  # the small first conv would exceed 1, so it is dense
+    assert densities["fc"] < 1.0
+    ratio = densities["big"] / densities["fc"]
+    assert ratio == pytest.approx((sum(shapes["big"]) / sizes["big"]) / (sum(shapes["fc"]) / sizes["fc"]))
+
+
+def test_top_k_breaks_ties_by_lowest_index():
+    scores = torch.tensor([1.0, 2.0, 2.0, 2.0, 0.5, float("nan")])
+    assert top_k_mask(scores, 3).tolist() == [False, True, True, True, False, False]
+    assert top_k_mask(scores, 2).tolist() == [False, True, True, False, False, False]
+    assert top_k_mask(torch.zeros(5), 2).tolist() == [True, True, False, False, False]
+    assert int(top_k_mask(torch.zeros(5), 0).sum()) == 0
+
+
+def test_schedule_is_exponential_and_ends_exact():
+    counts = schedule(1000, 0.99, 4)
+    assert counts == [round(1000 * 0.01 ** (r / 4)) for r in (1, 2, 3)] + [10]
+    assert schedule(1001, 0.5, 1) == [kept_count(1001, 0.5)] == [500]
+
+
+def test_integer_budgets_sum_exactly_and_respect_sizes():
+    sizes = {"a": 7, "b": 100, "c": 3}
+    budgets = integer_budgets(sizes, {"a": 0.33, "b": 0.33, "c": 1.0}, 39)
+    assert sum(budgets.values()) == 39
+    assert budgets["c"] == 3
+    assert all(0 <= budgets[n] <= sizes[n] for n in sizes)
+
+
+class ReviveMethod(ScoreMethod):
+    """Scores pruned (zeroed) weights highest: the driver must still never revive them."""
+
+    name = "revive"
+
+    def rounds(self) -> int:
+        return 3
+
+    def score(self, model, masks, batches, generator):
+        params = dict(model.named_parameters())
+        return {name: -params[name].detach().abs() + torch.rand(mask.shape, generator=generator) * 1e-3 for name, mask in masks.items()}
+
+
+def test_pruned_weights_stay_pruned_across_rounds(tiny_net, batches):
+    masks = {n: torch.ones_like(p, dtype=torch.bool) for n, p in prunable_parameters(tiny_net).items()}
+    scores = {n: torch.arange(m.numel(), dtype=torch.float).view_as(m) for n, m in masks.items()}
+    first = select(scores, masks, 50)
+    reversed_scores = {n: -s for n, s in scores.items()}
+    second = select(reversed_scores, first, 20)
+    assert all(torch.all(second[n] <= first[n]) for n in masks)
+    result = pai_bench.prune(tiny_net, ReviveMethod(), 0.9, batches)
+    assert result.rounds == 3
+    assert result.kept == kept_count(result.total, 0.9)
+
+
+@pytest.mark.parametrize("sparsity", [-0.1, 1.0, 1.5])
+def test_sparsity_outside_range_is_a_user_error(sparsity, tiny_net, batches):
+    with pytest.raises(UserError, match=str(sparsity)):
+        pai_bench.prune(tiny_net, "random", sparsity, batches)
+
+
+def test_unknown_method_and_option_name_the_choices(tiny_net, batches):
+    with pytest.raises(UserError, match="valid choices: .*magnitude"):
+        pai_bench.prune(tiny_net, "nope", 0.5, batches)
+    with pytest.raises(UserError, match="random.rounds.*valid options of random: scope"):
+        pai_bench.prune(tiny_net, "random", 0.5, batches, rounds=3)
+    with pytest.raises(UserError, match="'everywhere'.*global, layer, erk"):
+        pai_bench.prune(tiny_net, "random", 0.5, batches, scope="everywhere")
+
+
+def test_dense_only_at_zero_sparsity(tiny_net, batches):
+    assert pai_bench.prune(tiny_net, "dense", 0.0, batches).kept == sum(p.numel() for p in prunable_parameters(tiny_net).values())
+    with pytest.raises(UserError, match="dense"):
+        pai_bench.prune(tiny_net, "dense", 0.5, batches)
+
+
+def test_excluded_layers_stay_dense(tiny_net, batches):
+    result = pai_bench.prune(tiny_net, "magnitude", 0.9, batches, exclude=["fc.weight"])
+    assert "fc.weight" not in result.masks
+    assert torch.equal(result.model.fc.weight, tiny_net.fc.weight)
