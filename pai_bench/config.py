@@ -178,16 +178,15 @@ def _dotlist_to_dict(overrides: list[str]) -> dict[str, Any]:
     """Parse `key=value` overrides, routing `METHOD.option=value` to `options.METHOD.option`."""
     methods = set(list_methods())
     fields = set(OmegaConf.structured(SuiteConfig).keys())
-    routed = []
+    parsed = OmegaConf.create({})
     for item in overrides:
         head = item.split(".", 1)[0].split("=", 1)[0]
-        if head in methods and head not in fields:
-            item = f"options.{item}"
-        routed.append(item)
-    try:
-        return OmegaConf.to_container(OmegaConf.from_dotlist(routed))
-    except OmegaConfBaseException as error:
-        raise UserError(f"malformed override: {_first_line(error)}") from None
+        routed = f"options.{item}" if head in methods and head not in fields else item
+        try:
+            parsed = OmegaConf.merge(parsed, OmegaConf.from_dotlist([routed]))
+        except (OmegaConfBaseException, yaml.YAMLError) as error:
+            raise UserError(f"malformed override {item!r}: {_first_line(error)}") from None
+    return OmegaConf.to_container(parsed)
 
 
 def _create(data: dict, origin: str) -> DictConfig:

@@ -98,6 +98,11 @@ def base_record(spec: TrialSpec, status: str) -> dict[str, Any]:
     }
 
 
+def data_key(spec: TrialSpec) -> tuple:
+    """Trials with equal data keys share one loaded dataset."""
+    return (spec.data.name, spec.data.root, spec.data.image_size, spec.data.download)
+
+
 def load_trial_data(spec: TrialSpec) -> Dataset:
     return load_dataset(spec.data.name, spec.data.root, image_size=spec.data.image_size, download=spec.data.download)
 

@@ -14,6 +14,7 @@ from pai_bench.report import results_frame, summary_markdown
 from pai_bench.runner.grid import expand_grid
 from pai_bench.runner.local import run_local
 from pai_bench.store import ResultStore
+from pai_bench.trial import data_key, load_trial_data
 
 
 @dataclass
@@ -30,7 +31,13 @@ def run_suite(config: SuiteConfig, progress: bool = True) -> RunSummary:
     (out / "config.yaml").write_text(to_yaml(config))
     store = ResultStore(out)
     specs = expand_grid(config)
-    counts = run_local(specs, store, progress=progress)
+    # Load each dataset before any trial runs: a missing dataset is bad input (one line, exit
+    # 2), not a hundred failed trials.
+    datasets = {}
+    for spec in specs:
+        if data_key(spec) not in datasets:
+            datasets[data_key(spec)] = load_trial_data(spec)
+    counts = run_local(specs, store, datasets, progress=progress)
     keys = {spec.key for spec in specs}
     frame = results_frame([record for record in store.records() if record["key"] in keys])
     summary_path = out / "results.md"

@@ -8,17 +8,18 @@ from __future__ import annotations
 
 import sys
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from tqdm import tqdm
 
 from pai_bench.data import Dataset
 from pai_bench.store import ResultStore
-from pai_bench.trial import TrialSpec, base_record, load_trial_data, run_trial
+from pai_bench.trial import TrialSpec, base_record, data_key, run_trial
 
 
-def run_local(specs: Sequence[TrialSpec], store: ResultStore, progress: bool = True) -> Counter:
-    """Run the unfinished trials of `specs`; return how many ended in each status."""
+def run_local(specs: Sequence[TrialSpec], store: ResultStore, datasets: Mapping[tuple, Dataset], progress: bool = True) -> Counter:
+    """Run the unfinished trials of `specs` on the preloaded `datasets` (by `data_key`);
+    return how many ended in each status."""
     counts: Counter = Counter()
     todo = []
     for spec in specs:
@@ -26,13 +27,12 @@ def run_local(specs: Sequence[TrialSpec], store: ResultStore, progress: bool = T
             counts["skipped"] += 1
         else:
             todo.append(spec)
-    datasets: dict[tuple, Dataset] = {}
     bar = tqdm(total=len(todo), unit="trial", disable=not progress, file=sys.stderr, dynamic_ncols=True)
     try:
         for spec in todo:
             bar.set_description(f"{spec.method} s={spec.sparsity:g} seed={spec.seed}")
             store.write(base_record(spec, "running"))
-            record = run_trial(spec, dataset=_cached_dataset(spec, datasets))
+            record = run_trial(spec, dataset=datasets[data_key(spec)])
             store.write(record)
             counts[record["status"]] += 1
             if record["status"] == "failed":
@@ -43,13 +43,3 @@ def run_local(specs: Sequence[TrialSpec], store: ResultStore, progress: bool = T
         bar.close()
     return counts
 
-
-def _cached_dataset(spec: TrialSpec, cache: dict[tuple, Dataset]) -> Dataset | None:
-    """Load each dataset once per run; a loading error is left for the trial to record."""
-    key = (spec.data.name, spec.data.root, spec.data.image_size)
-    if key not in cache:
-        try:
-            cache[key] = load_trial_data(spec)
-        except Exception:
-            return None
-    return cache[key]

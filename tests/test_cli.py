@@ -1,0 +1,129 @@
+"""The CLI end to end on the shipped quickstart data: run, resume, results, and bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pai_bench import plugins
+from pai_bench.cli import main
+from pai_bench.method import ScoreMethod
+from pai_bench.store import ResultStore
+
+ROOT = Path(__file__).resolve().parent.parent
+FAST = ["suite=quickstart", "train.epochs=1", "data.subset=300", "seeds=2", "sparsities=[0.5,0.9]"]
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pai_bench", *args], cwd=ROOT, capture_output=True, text=True, timeout=300)
+
+
+def test_run_then_rerun_skips_finished_trials(tmp_path, capsys):
+    out = tmp_path / "q"
+    assert main(["run", *FAST, "methods=[random,magnitude]", f"out={out}", "--no-progress"]) == 0
+    first = capsys.readouterr().out
+    assert "8 trials" in first and "8 done" in first
+    records = ResultStore(out).records()
+    assert len(records) == 8 and all(r["status"] == "done" for r in records)
+    record = records[0]
+    assert record["masks"]["kept"] == round((1 - record["sparsity"]) * record["masks"]["total"])
+    assert len(record["epochs"]) == 1 and 0 <= record["test_acc"] <= 100
+    assert record["config"]["train"]["epochs"] == 1 and record["versions"]["torch"]
+    assert (out / "results.md").read_text().count("(n=2)") == 4
+
+    assert main(["run", *FAST, "methods=[random,magnitude]", f"out={out}", "--no-progress"]) == 0
+    assert "8 skipped" in capsys.readouterr().out
+    assert len(ResultStore(out).records()) == 8
+
+
+class Broken(ScoreMethod):
+    """Fails on purpose, as a buggy plugin would."""
+
+    def score(self, model, masks, batches, generator):
+        raise RuntimeError("scores exploded")
+
+
+def test_a_failing_trial_is_recorded_and_the_suite_goes_on(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(plugins.METHODS, "_entries", dict(plugins.METHODS._entries))
+    plugins.register_method("broken")(Broken)
+    out = tmp_path / "b"
+    assert main(["run", *FAST, "seeds=1", "methods=[broken,magnitude]", f"out={out}", "--no-progress"]) == 0
+    records = {r["method"] + str(r["sparsity"]): r for r in ResultStore(out).records()}
+    assert records["broken0.5"]["status"] == "failed"
+    assert "scores exploded" in records["broken0.5"]["error"]
+    assert records["magnitude0.9"]["status"] == "done"
+    assert "2 failed" in capsys.readouterr().out
+
+
+def test_corrupt_record_is_rerun(tmp_path, capsys):
+    out = tmp_path / "c"
+    args = ["run", *FAST, "seeds=1", "sparsities=[0.5]", "methods=[magnitude]", f"out={out}", "--no-progress"]
+    assert main(args) == 0
+    store = ResultStore(out)
+    [record] = store.records()
+    store.path(record["key"]).write_text("{not json")
+    assert main(args) == 0
+    captured = capsys.readouterr()
+    assert "corrupt record" in captured.err
+    assert "1 trials" in captured.out and "1 done" in captured.out
+    assert store.read(record["key"])["status"] == "done"
+
+
+@pytest.mark.parametrize("fmt", ["csv", "md", "json"])
+def test_results_formats_lead_with_key_method_sparsity_seed_status_acc(tmp_path, fmt, capsys):
+    store = ResultStore(tmp_path)
+    store.write({"key": "k1", "status": "done", "method": "snip", "sparsity": 0.9, "seed": 0, "test_acc": 80.5, "masks": {"kept": 10, "total": 100}})
+    store.write({"key": "k2", "status": "failed", "method": "px", "sparsity": 0.9, "seed": 0, "error": "CUDA OOM"})
+    assert main(["results", str(tmp_path), "--format", fmt]) == 0
+    text = capsys.readouterr().out
+    if fmt == "csv":
+        assert text.splitlines()[0].startswith("key,method,sparsity,seed,status,test_acc,")
+        assert "k2,px,0.9,0,failed,," in text
+    elif fmt == "json":
+        rows = json.loads(text)
+        assert list(rows[0])[:6] == ["key", "method", "sparsity", "seed", "status", "test_acc"]
+        assert {row["status"] for row in rows} == {"done", "failed"}
+    else:
+        assert text.splitlines()[0].replace(" ", "").startswith("|key|method|sparsity|seed|status|test_acc|")
+
+
+def test_list_and_show(capsys):
+    assert main(["list", "methods"]) == 0
+    assert {"dense", "random", "magnitude"} <= set(capsys.readouterr().out.split())
+    assert main(["list", "models"]) == 0
+    assert "resnet20" in capsys.readouterr().out.split()
+    assert main(["list", "datasets"]) == 0
+    assert {"cifar10", "cifar100", "tinyimagenet", "imagefolder", "quickstart"} <= set(capsys.readouterr().out.split())
+    assert main(["list", "suites"]) == 0
+    assert "quickstart" in capsys.readouterr().out.split()
+    assert main(["show", "suite=quickstart", "train.epochs=2"]) == 0
+    shown = capsys.readouterr().out
+    assert "epochs: 2" in shown and "name: quicknet" in shown
+
+
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["run", "suite=nope"], "unknown suite 'nope'; valid choices:"),
+        (["run", "suite=quickstart", "methods=[snipp]"], "unknown method 'snipp'; valid choices:"),
+        (["run", "suite=quickstart", "model.name=alexnet"], "unknown model 'alexnet'"),
+        (["run", "suite=quickstart", "train.epoch=1"], "unknown key 'train.epoch'"),
+        (["run", "suite=quickstart", "sparsities=[1.5]"], "sparsity 1.5 is outside [0, 1)"),
+        (["run", "suite=quickstart", "epochs"], "malformed override 'epochs'"),
+        (["run", "suite=quickstart", "methods=[random"], "malformed override 'methods=[random'"),
+        (["list", "gadgets"], "unknown thing to list 'gadgets'; valid choices: datasets, methods, models, suites"),
+        (["results", "/nonexistent/run"], "no trial records in /nonexistent/run"),
+        (["results", ".", "--format", "xml"], "unknown format 'xml'; valid choices: csv, json, md"),
+        (["run", "suite=quickstart", "data.name=cifar10", "data.download=false", "data.root=/nonexistent/cifar"], "cifar-10-python.tar.gz"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(args, fragment):
+    result = run_cli(*args)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and fragment in lines[0]
