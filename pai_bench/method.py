@@ -48,6 +48,10 @@ class ScoreMethod(Method):
     generator. It returns one score tensor per masked parameter, same shape.
     """
 
+    #: The number of weights the current round keeps; the driver sets it before each `score`
+    #: call, for methods whose scoring depends on it (PHEW walks until it has visited this many).
+    target_kept: int = 0
+
     def rounds(self) -> int:
         """Pruning rounds: 1 is one-shot; more uses the exponential density schedule."""
         return int(getattr(self.options, "rounds", 1))

@@ -81,7 +81,8 @@ def resolve_options(name: str, overrides: Mapping[str, Any] | None = None) -> An
     try:
         merged = OmegaConf.merge(schema, OmegaConf.create(dict(overrides or {})))
         return OmegaConf.to_object(merged)
-    except OmegaConfBaseException as error:
+    except (OmegaConfBaseException, ValueError, TypeError) as error:
+        # ValueError/TypeError: a plugin's own option checks in its dataclass's __post_init__
         raise UserError(f"bad option for {name}: {_first_line(error)}") from None
 
 

@@ -177,6 +177,7 @@ def compute_masks(
     for keep in schedule(total, sparsity, rounds):
         working = copy.deepcopy(model)
         apply_masks(working, masks)
+        method.target_kept = keep
         scores = method.score(working, masks, batches, generator)
         missing = set(masks) - set(scores)
         if missing:
