@@ -1,0 +1,91 @@
+"""How long each method takes to prune ResNet-20 at 98 % with the default pruning split.
+
+Targets (issue 3): PHEW <= 30 s on CPU; PX with 100 rounds <= 5 s on one GPU. The pruning
+split is 10 CIFAR-10-sized examples per class; by default Gaussian inputs (timing does not
+depend on the pixels), `--data quickstart` uses the shipped real images.
+
+    python benchmarks/prune_speed.py                      # every registered method, CPU
+    python benchmarks/prune_speed.py --device cuda --methods px synflow --out speed.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+
+import torch
+
+import pai_bench
+from pai_bench.data import load_dataset
+from pai_bench.data.splits import class_balanced_indices
+from pai_bench.data.augment import normalize
+
+
+def pruning_batch(source: str, device: torch.device) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    if source == "gaussian":
+        generator = torch.Generator().manual_seed(0)
+        inputs, targets = torch.randn(100, 3, 32, 32, generator=generator), torch.arange(100) % 10
+    else:
+        dataset = load_dataset("quickstart")
+        split = dataset.train.subset(class_balanced_indices(dataset.train.labels, 10, seed=0))
+        inputs, targets = normalize(split.images, dataset.mean, dataset.std), split.labels
+    return [(inputs.to(device), targets.to(device))]
+
+
+def time_method(method: str, sparsity: float, batches, device: torch.device, repeats: int) -> dict:
+    model = pai_bench.build_model("resnet20", num_classes=10, seed=0).to(device)
+    seconds = []
+    for _ in range(repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        started = time.perf_counter()
+        result = pai_bench.prune(model, method, sparsity, batches, seed=0)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        seconds.append(time.perf_counter() - started)
+    return {
+        "method": method,
+        "rounds": result.rounds,
+        "seconds": min(seconds),
+        "kept": result.kept,
+        "total": result.total,
+        "empty_layers": sum(stat.collapsed for stat in result.layer_stats),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--methods", nargs="*", default=None, help="default: every registered method but dense")
+    parser.add_argument("--sparsity", type=float, default=0.98)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--data", choices=("gaussian", "quickstart"), default="gaussian")
+    parser.add_argument("--repeats", type=int, default=1, help="report the fastest of this many runs")
+    parser.add_argument("--out", default=None, help="also write the figures as JSON here")
+    args = parser.parse_args()
+
+    device = torch.device(args.device)
+    methods = args.methods or [m for m in pai_bench.list_methods() if m != "dense"]
+    batches = pruning_batch(args.data, device)
+    rows = []
+    for method in methods:
+        row = time_method(method, args.sparsity, batches, device, args.repeats)
+        rows.append(row)
+        print(f"{method:>12}  rounds={row['rounds']:<4} {row['seconds']:8.2f} s  kept {row['kept']}/{row['total']}  empty layers {row['empty_layers']}", flush=True)
+    report = {
+        "model": "resnet20",
+        "sparsity": args.sparsity,
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "data": args.data,
+        "results": rows,
+    }
+    if args.out:
+        with open(args.out, "w") as handle:
+            json.dump(report, handle, indent=1)
+
+
+if __name__ == "__main__":
+    main()
