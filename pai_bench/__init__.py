@@ -1,9 +1,10 @@
 """pai-bench: a benchmark harness for pruning-at-initialization methods.
 
-The Python API: `prune`, `list_methods`, `export_masks`, `build_model`, and `register_method`
-with the `Method` base classes for writing a plugin.
+The Python API: `prune`, `list_methods`, `export_masks`, `build_model`, `count_macs`,
+`model_summary`, and `register_method` with the `Method` base classes for writing a plugin.
 """
 
+from pai_bench.flops import count_macs, model_summary
 from pai_bench.masks import export_masks
 from pai_bench.method import ArchitectureMethod, Method, ScoreMethod
 from pai_bench.models import build_model, list_models
@@ -18,9 +19,11 @@ __all__ = [
     "ScoreMethod",
     "__version__",
     "build_model",
+    "count_macs",
     "export_masks",
     "list_methods",
     "list_models",
+    "model_summary",
     "prune",
     "register_method",
 ]

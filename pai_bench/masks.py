@@ -116,6 +116,32 @@ def layer_stats(masks: Mapping[str, torch.Tensor]) -> list[LayerStat]:
     return stats
 
 
+def architecture_stats(dense: nn.Module, small: nn.Module) -> list[LayerStat]:
+    """Per-layer figures of a small model that replaces `dense`, in `layer_stats`' terms.
+
+    When the two share layer names (the same family, narrowed), each dense layer's `kept` is the
+    small layer's weight count, `total` the dense layer's, and `alive_outputs` the small layer's
+    output units against the dense `outputs`. Otherwise one line, `(model)`, sums the whole net.
+    """
+    before, after = prunable_parameters(dense), prunable_parameters(small)
+    if before.keys() != after.keys():
+        kept, total = sum(p.numel() for p in after.values()), sum(p.numel() for p in before.values())
+        outputs = sum(p.shape[0] for p in before.values())
+        alive = sum(p.shape[0] for p in after.values())
+        return [LayerStat("(model)", kept, total, kept / total if total else 1.0, outputs, alive)]
+    return [
+        LayerStat(
+            name=name,
+            kept=after[name].numel(),
+            total=weight.numel(),
+            density=after[name].numel() / weight.numel(),
+            outputs=weight.shape[0],
+            alive_outputs=after[name].shape[0],
+        )
+        for name, weight in before.items()
+    ]
+
+
 def export_masks(model: nn.Module, masks: Mapping[str, torch.Tensor]) -> nn.Module:
     """Put `masks` on `model` in `torch.nn.utils.prune` form (`weight_orig`, `weight_mask`).
 

@@ -71,10 +71,29 @@ class ScoreMethod(Method):
 
 
 class ArchitectureMethod(Method):
-    """A method that returns a new (smaller) model instead of masks."""
+    """A method that returns a new (smaller) model instead of masks.
+
+    `build` runs under the driver's forked RNG, seeded with `seed`; it must leave `model` as it
+    is. What it chose (e.g. layer widths) goes in `self.extras`, which the driver empties before
+    each `build` and copies into `PruneResult.extras`.
+    """
+
+    extras: dict[str, Any]
+
+    def __init__(self, options: Any | None = None) -> None:
+        super().__init__(options)
+        self.extras = {}
 
     def build(self, model: nn.Module, sparsity: float, batches: Sequence[Batch], seed: int) -> nn.Module:
         raise NotImplementedError
+
+    def train_budget(self, dense: nn.Module, small: nn.Module, input_shape: Sequence[int]) -> float:
+        """How long to train `small`, as a multiple of the suite's epochs: 1.0 trains as long.
+
+        A trial trains round(epochs * budget) epochs and moves each learning-rate milestone to
+        round(milestone * budget). `input_shape` is one example's shape, (C, H, W).
+        """
+        return 1.0
 
 
 def check_choice(option: str, value: str, choices: Sequence[str]) -> None:

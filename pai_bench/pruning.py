@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from pai_bench.errors import UserError
-from pai_bench.masks import LayerStat, Masks, apply_masks, full_masks, layer_stats, prunable_parameters
+from pai_bench.masks import LayerStat, Masks, apply_masks, architecture_stats, full_masks, layer_stats, prunable_parameters
 from pai_bench.method import ArchitectureMethod, Batch, Method, ScoreMethod
 from pai_bench.plugins import create_method
 
@@ -28,7 +28,8 @@ class PruneResult:
     """What `prune` returns.
 
     `model` is the network to train: a copy of the input with masked weights zeroed, or a new
-    smaller network for architecture methods (then `masks` is empty).
+    smaller network for architecture methods (then `masks` is empty, `layer_stats` compares the
+    small model's layers with the input's, and `extras` holds what the method chose).
     """
 
     model: nn.Module
@@ -201,7 +202,8 @@ def prune(
 
     `data` is an iterable of (inputs, targets) batches, the pruning data; `options` override the
     method's options (e.g. `rounds=50`). The input model is left bit-identical, and the global
-    RNG state too: the method runs under a forked RNG seeded with `seed`.
+    RNG state too: the method runs under a forked RNG seeded with `seed`. An architecture method
+    (`scratch-e`) returns a new model with no masks; `exclude` does not apply to it.
     """
     sparsity = check_sparsity(sparsity)
     if isinstance(method, str):
@@ -210,15 +212,23 @@ def prune(
         raise TypeError("pass options either in the Method instance or as keywords, not both")
     if method.keeps_everything and sparsity != 0.0:
         raise UserError(f"method {method.name!r} keeps every weight; its sparsity must be 0, got {sparsity}")
+    exclude = list(exclude)
+    if isinstance(method, ArchitectureMethod) and exclude:
+        raise UserError(
+            f"prune.exclude={exclude} does not apply to {method.name!r}: it builds a new model rather than masking this one"
+        )
     device = _device_of(model)
     batches = [(x.to(device), y.to(device)) for x, y in data]
     started = time.perf_counter()
+    extras: dict[str, Any] = {}
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(seed)
         if isinstance(method, ArchitectureMethod):
+            method.extras = {}
             small = method.build(model, sparsity, batches, seed)
             masks: Masks = {}
-            stats: list[LayerStat] = []
+            stats: list[LayerStat] = architecture_stats(model, small)
+            extras = dict(method.extras)
         elif isinstance(method, ScoreMethod):
             masks = compute_masks(model, method, sparsity, batches, seed, exclude)
             small = copy.deepcopy(model)
@@ -235,6 +245,7 @@ def prune(
         options=method.option_values(),
         seconds=time.perf_counter() - started,
         rounds=method.rounds() if isinstance(method, ScoreMethod) else 1,
+        extras=extras,
     )
 
 

@@ -7,6 +7,9 @@ import pandas as pd
 #: The leading columns of `pai-bench results`, in order; other fields follow.
 LEADING = ["key", "method", "sparsity", "seed", "status", "test_acc"]
 FORMATS = ("csv", "md", "json")
+#: Compute and size figures of each trial (`pai_bench.flops.trial_figures`), after the leading columns.
+SIZE_COLUMNS = ["sparsity_prunable", "compression", "macs", "macs_dense", "speedup", "params", "params_dense"]
+COUNT_COLUMNS = ["macs", "macs_dense", "params", "params_dense"]
 
 
 def results_frame(records: list[dict]) -> pd.DataFrame:
@@ -14,6 +17,7 @@ def results_frame(records: list[dict]) -> pd.DataFrame:
     for record in records:
         masks = record.get("masks", {})
         timings = record.get("timings", {})
+        budget = record.get("train_budget", {})
         rows.append(
             {
                 "key": record["key"],
@@ -22,6 +26,8 @@ def results_frame(records: list[dict]) -> pd.DataFrame:
                 "seed": record.get("seed"),
                 "status": record.get("status"),
                 "test_acc": record.get("test_acc"),
+                **{column: record.get(column) for column in SIZE_COLUMNS},
+                "budget": budget.get("ratio"),
                 "suite": record.get("suite"),
                 "model": record.get("model"),
                 "dataset": record.get("dataset"),
@@ -35,6 +41,8 @@ def results_frame(records: list[dict]) -> pd.DataFrame:
             }
         )
     frame = pd.DataFrame(rows, columns=LEADING + [c for c in (rows[0] if rows else {}) if c not in LEADING])
+    # Counts stay whole numbers beside missing ones (a failed trial has none), not 4e+06.
+    frame = frame.astype({column: "Int64" for column in COUNT_COLUMNS if column in frame})
     return frame.sort_values(["method", "sparsity", "seed"], kind="stable").reset_index(drop=True)
 
 

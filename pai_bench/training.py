@@ -7,6 +7,7 @@ that is a result about the method, and it is recorded as one.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable, Mapping
@@ -40,6 +41,20 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
+
+
+def scale_schedule(train: TrainConfig, budget: float) -> TrainConfig:
+    """`train` run `budget` times as long: round(epochs * budget) epochs (at least one), and each
+    learning-rate milestone at round(milestone * budget), so the schedule keeps its shape."""
+    if not (math.isfinite(budget) and budget > 0):
+        raise ValueError(f"a training budget must be a positive number, got {budget}")
+    if budget == 1.0:
+        return train
+    return dataclasses.replace(
+        train,
+        epochs=max(1, round(train.epochs * budget)),
+        milestones=[round(milestone * budget) for milestone in train.milestones],
+    )
 
 
 def make_optimizer(model: nn.Module, train: TrainConfig) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:

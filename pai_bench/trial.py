@@ -23,9 +23,12 @@ from pai_bench.config import DataConfig, ModelConfig, PruneConfig, TrainConfig
 from pai_bench.data import Dataset, load_dataset
 from pai_bench.data.splits import class_balanced_indices, stratified_subset
 from pai_bench.errors import UserError
+from pai_bench.flops import trial_figures
+from pai_bench.method import ArchitectureMethod
 from pai_bench.models import build_model
+from pai_bench.plugins import create_method
 from pai_bench.pruning import prune
-from pai_bench.training import Diverged, EpochCallback, eval_loader, resolve_device, train, train_loader
+from pai_bench.training import Diverged, EpochCallback, eval_loader, resolve_device, scale_schedule, train, train_loader
 from pai_bench.version import __version__
 
 #: Fields that change where or how fast a trial runs, not what it computes.
@@ -107,6 +110,14 @@ def load_trial_data(spec: TrialSpec) -> Dataset:
     return load_dataset(spec.data.name, spec.data.root, image_size=spec.data.image_size, download=spec.data.download)
 
 
+def input_shape(dataset: Dataset, data: DataConfig) -> tuple[int, ...]:
+    """One example's shape as the model sees it: (C, H, W), resized to `data.input_size` if set."""
+    channels, *size = dataset.train.images.shape[1:]
+    if data.input_size:
+        size = [data.input_size] * len(size)
+    return (channels, *size)
+
+
 def run_trial(spec: TrialSpec, on_epoch: EpochCallback | None = None, dataset: Dataset | None = None) -> dict[str, Any]:
     """Run the trial and return its record: done, diverged, or failed with the reason.
 
@@ -138,7 +149,8 @@ def _run(spec: TrialSpec, dataset: Dataset, record: dict[str, Any], on_epoch: Ep
 
     split = dataset.train.subset(class_balanced_indices(dataset.train.labels, spec.data.prune_per_class, spec.seed))
     pruning_batches = eval_loader(split, dataset, spec.data, spec.train, device)
-    result = prune(model, spec.method, spec.sparsity, pruning_batches, seed=spec.seed, exclude=spec.prune.exclude, **spec.options)
+    method = create_method(spec.method, spec.options)
+    result = prune(model, method, spec.sparsity, pruning_batches, seed=spec.seed, exclude=spec.prune.exclude)
     record["options"] = result.options
     record["masks"] = {
         "kept": result.kept,
@@ -147,7 +159,16 @@ def _run(spec: TrialSpec, dataset: Dataset, record: dict[str, Any], on_epoch: Ep
         "collapsed_layers": sum(stat.collapsed for stat in result.layer_stats),
         "layers": [stat.as_dict() for stat in result.layer_stats],
     }
+    if result.extras:
+        record["extras"] = result.extras
     record["timings"] = {"prune_s": result.seconds}
+    shape = input_shape(dataset, spec.data)
+    record.update(trial_figures(model, result.model, result.masks, shape))
+    # The budget is derived from the spec (Scratch-B: MACs of the dense over the small model),
+    # so it is recorded here and stays out of the key.
+    budget = method.train_budget(model, result.model, shape) if isinstance(method, ArchitectureMethod) else 1.0
+    train_config = scale_schedule(spec.train, budget)
+    record["train_budget"] = {"ratio": budget, "epochs": train_config.epochs, "milestones": list(train_config.milestones)}
 
     train_set = dataset.train
     if spec.data.subset is not None:
@@ -167,7 +188,7 @@ def _run(spec: TrialSpec, dataset: Dataset, record: dict[str, Any], on_epoch: Ep
             result.masks,
             train_loader(train_set, dataset, spec.data, spec.train, spec.seed, device),
             eval_loader(dataset.test, dataset, spec.data, spec.train, device),
-            spec.train,
+            train_config,
             on_epoch=keep_epoch,
         )
     record["timings"]["train_s"] = time.perf_counter() - train_started

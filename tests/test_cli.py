@@ -32,6 +32,13 @@ def test_run_then_rerun_skips_finished_trials(tmp_path, capsys):
     record = records[0]
     assert record["masks"]["kept"] == round((1 - record["sparsity"]) * record["masks"]["total"])
     assert len(record["epochs"]) == 1 and 0 <= record["test_acc"] <= 100
+    # Compute and size: quicknet is 2,802,304 MACs dense; masks keep all its prunable weights' share.
+    assert record["macs_dense"] == 2_802_304 and 0 < record["macs"] < record["macs_dense"]
+    assert record["speedup"] == record["macs_dense"] / record["macs"]
+    assert record["sparsity_prunable"] == 1 - record["masks"]["kept"] / record["masks"]["total"]
+    assert record["params"] == record["params_dense"] - (record["masks"]["total"] - record["masks"]["kept"])
+    assert record["compression"] == record["params_dense"] / record["params"]
+    assert record["train_budget"] == {"ratio": 1.0, "epochs": 1, "milestones": [4]}
     assert record["config"]["train"]["epochs"] == 1 and record["versions"]["torch"]
     assert (out / "results.md").read_text().count("(n=2)") == 4
 
@@ -76,13 +83,14 @@ def test_corrupt_record_is_rerun(tmp_path, capsys):
 @pytest.mark.parametrize("fmt", ["csv", "md", "json"])
 def test_results_formats_lead_with_key_method_sparsity_seed_status_acc(tmp_path, fmt, capsys):
     store = ResultStore(tmp_path)
-    store.write({"key": "k1", "status": "done", "method": "snip", "sparsity": 0.9, "seed": 0, "test_acc": 80.5, "masks": {"kept": 10, "total": 100}})
+    store.write({"key": "k1", "status": "done", "method": "snip", "sparsity": 0.9, "seed": 0, "test_acc": 80.5, "masks": {"kept": 10, "total": 100}, "macs": 4_000_000, "speedup": 10.2})
     store.write({"key": "k2", "status": "failed", "method": "px", "sparsity": 0.9, "seed": 0, "error": "CUDA OOM"})
     assert main(["results", str(tmp_path), "--format", fmt]) == 0
     text = capsys.readouterr().out
     if fmt == "csv":
-        assert text.splitlines()[0].startswith("key,method,sparsity,seed,status,test_acc,")
+        assert text.splitlines()[0].startswith("key,method,sparsity,seed,status,test_acc,sparsity_prunable,compression,macs,")
         assert "k2,px,0.9,0,failed,," in text
+        assert "k1,snip,0.9,0,done,80.5,,,4000000," in text
     elif fmt == "json":
         rows = json.loads(text)
         assert list(rows[0])[:6] == ["key", "method", "sparsity", "seed", "status", "test_acc"]

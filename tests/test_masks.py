@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import pai_bench
-from pai_bench.masks import MaskEnforcer, layer_stats, prunable_parameters
+from pai_bench.masks import MaskEnforcer, architecture_stats, layer_stats, prunable_parameters
 
 
 def test_prunable_parameters_are_conv_and_linear_weights(tiny_net):
@@ -50,3 +50,16 @@ def test_export_masks_uses_torch_prune_form(tiny_net, batches):
     assert "conv1.weight_orig" in names and "conv1.weight" not in names
     assert torch.equal(buffers["conv1.weight_mask"].bool(), result.masks["conv1.weight"])
     assert torch.allclose(exported(inputs), expected)
+
+
+def test_architecture_stats_compare_a_small_model_layer_by_layer(tiny_net):
+    dense = pai_bench.build_model("quicknet")
+    small = pai_bench.build_model("quicknet", widths=[4, 8, 16])
+    stats = {stat.name: stat for stat in architecture_stats(dense, small)}
+    assert list(stats) == ["conv1.weight", "conv2.weight", "conv3.weight", "fc.weight"]
+    conv2 = stats["conv2.weight"]
+    assert (conv2.kept, conv2.total, conv2.outputs, conv2.alive_outputs) == (8 * 4 * 9, 32 * 16 * 9, 32, 8)
+    assert conv2.density == 1 / 16 and not conv2.collapsed
+    # Different layer names: one line for the whole model.
+    [whole] = architecture_stats(dense, tiny_net)
+    assert (whole.name, whole.kept, whole.total) == ("(model)", 108 + 288 + 80, 24_112)

@@ -9,7 +9,7 @@ import torch
 import torchvision
 
 from pai_bench.errors import UserError
-from pai_bench.models import MODELS, build_model, list_models, load_reference_state_dict
+from pai_bench.models import MODELS, build_model, list_models, list_width_models, load_reference_state_dict
 
 
 def n_params(model: torch.nn.Module) -> int:
@@ -146,6 +146,38 @@ def test_width_options_shrink_models() -> None:
     assert build_model("vgg11-bn", width_multiplier=0.5).fc.in_features == 256
     with pytest.raises(UserError, match="width_multiplier"):
         build_model("quicknet", width_multiplier=0)
+
+
+@pytest.mark.parametrize(
+    ("name", "widths", "first", "last"),
+    [
+        ("resnet20", [3, 5, 7], lambda m: m.conv.out_channels, lambda m: m.fc.in_features),
+        ("vgg16-bn", list(range(1, 14)), lambda m: m.layers[0].conv.out_channels, lambda m: m.fc.in_features),
+        ("resnet18", [2, 3, 4, 5], lambda m: m.conv1[0].out_channels, lambda m: m.fc.in_features),
+        ("quicknet", [4, 6, 8], lambda m: m.conv1.out_channels, lambda m: m.fc.in_features),
+    ],
+)
+def test_explicit_widths_set_every_stage(name, widths, first, last) -> None:
+    model = build_model(name, num_classes=10, widths=widths)
+    assert model.widths == widths
+    assert (first(model), last(model)) == (widths[0], widths[-1])
+    assert model.build_spec == {"name": name, "num_classes": 10, "options": {"widths": widths}}
+    size = 64 if name == "resnet18" else 32
+    assert model(torch.randn(1, 3, size, size)).shape == (1, 10)
+
+
+def test_widths_errors_and_families() -> None:
+    with pytest.raises(UserError, match=r"widths must be 3 positive integers \(the three stage widths\), got \[16, 32\]"):
+        build_model("resnet20", widths=[16, 32])
+    with pytest.raises(UserError, match="widths must be 13 positive integers"):
+        build_model("vgg16-bn", widths=[0] * 13)
+    with pytest.raises(UserError, match="pass widths or width_multiplier, not both"):
+        build_model("quicknet", widths=[4, 6, 8], width_multiplier=0.5)
+    with pytest.raises(UserError, match="pass widths or width, not both"):
+        build_model("resnet20", widths=[4, 6, 8], width=8)
+    assert build_model("resnet20", width_multiplier=0.5).widths == [8, 16, 32]
+    assert build_model("resnet56", seed=1).build_spec == {"name": "resnet56", "num_classes": 10, "options": {}}
+    assert list_width_models() == [name for name in list_models() if not name.startswith("torchvision-")]
 
 
 def test_torchvision_weights_from_local_file(tmp_path) -> None:

@@ -2,9 +2,12 @@ from __future__ import annotations
 
 import dataclasses
 
-from pai_bench.config import load_config
+import torch
+
+from pai_bench.config import DataConfig, load_config
+from pai_bench.data import Dataset, ImageSet
 from pai_bench.runner.grid import expand_grid
-from pai_bench.trial import TrialSpec
+from pai_bench.trial import TrialSpec, input_shape
 
 
 def quick_specs(*overrides: str) -> list[TrialSpec]:
@@ -42,3 +45,10 @@ def test_key_depends_on_what_determines_the_result_only():
 def test_spec_round_trips_through_its_record_dict():
     spec = quick_specs("methods=[random]", "random.scope=layer", "seeds=1")[0]
     assert TrialSpec.from_dict(spec.as_dict()) == spec
+
+
+def test_input_shape_is_the_stored_images_or_the_resize():
+    images = ImageSet(torch.zeros(2, 3, 64, 48, dtype=torch.uint8), torch.zeros(2, dtype=torch.int64))
+    dataset = Dataset("made", images, images, ["a"], (0.5,) * 3, (0.5,) * 3)
+    assert input_shape(dataset, DataConfig()) == (3, 64, 48)
+    assert input_shape(dataset, DataConfig(input_size=224)) == (3, 224, 224)

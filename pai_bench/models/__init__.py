@@ -8,7 +8,8 @@ Synaptic-Flow's parameter names so that its saved checkpoints and masks load one
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Mapping
+import numbers
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -33,20 +34,36 @@ def build_model(
     With `seed`, the initial weights are a function of the seed alone: the build runs on a
     forked RNG, so two runs with one seed prune the same network and the caller's own random
     stream (data order, later draws) is the same as if no model had been built.
+
+    The model's `build_spec` attribute records the call (`name`, `num_classes`, `options`; not
+    the seed, which only sets the initial weights).
     """
     builder = MODELS.get(name)
     _check_options(name, builder, options)
     if num_classes < 1:
         raise UserError(f"num_classes must be at least 1, got {num_classes}")
     if seed is None:
-        return builder(num_classes=num_classes, **options)
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        return builder(num_classes=num_classes, **options)
+        model = builder(num_classes=num_classes, **options)
+    else:
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            model = builder(num_classes=num_classes, **options)
+    model.build_spec = {"name": name, "num_classes": num_classes, "options": dict(options)}
+    return model
 
 
 def list_models() -> list[str]:
     return MODELS.names()
+
+
+def accepts_widths(name: str) -> bool:
+    """Whether model `name`'s builder takes explicit per-layer `widths`."""
+    return "widths" in inspect.signature(MODELS.get(name)).parameters
+
+
+def list_width_models() -> list[str]:
+    """The models whose layer widths can be set one by one (`widths=[...]`)."""
+    return [name for name in MODELS.names() if accepts_widths(name)]
 
 
 def _check_options(name: str, builder: ModelBuilder, options: Mapping[str, object]) -> None:
@@ -64,6 +81,25 @@ def scale_width(width: int, multiplier: float) -> int:
     if multiplier <= 0:
         raise UserError(f"width_multiplier must be positive, got {multiplier}")
     return max(1, round(width * multiplier))
+
+
+def resolve_widths(
+    widths: Sequence[int] | None, base: Sequence[int], multiplier: float, what: str
+) -> list[int]:
+    """The widths a builder uses: `widths` as given, else each of `base` times `multiplier`.
+
+    `what` names the widths for the error message (e.g. "the three stage widths").
+    """
+    if widths is None:
+        return [scale_width(width, multiplier) for width in base]
+    if multiplier != 1.0:
+        raise UserError(f"pass widths or width_multiplier, not both (got width_multiplier={multiplier})")
+    values = list(widths)
+    if len(values) != len(base) or not all(
+        isinstance(w, numbers.Integral) and not isinstance(w, bool) and w >= 1 for w in values
+    ):
+        raise UserError(f"widths must be {len(base)} positive integers ({what}), got {values!r}")
+    return [int(w) for w in values]
 
 
 def load_reference_state_dict(model: nn.Module, state_dict: Mapping[str, torch.Tensor]) -> None:

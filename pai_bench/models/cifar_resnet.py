@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from pai_bench.errors import UserError
-from pai_bench.models import register_model, scale_width
+from pai_bench.models import register_model, resolve_widths
 
 
 class Block(nn.Module):
@@ -41,7 +41,10 @@ class Block(nn.Module):
 
 
 class CifarResNet(nn.Module):
-    """A stem convolution, three stages of blocks at widths W, 2W, 4W, and a linear head."""
+    """A stem convolution, three stages of blocks at widths W, 2W, 4W, and a linear head.
+
+    `widths` holds the stage widths as built, for methods that build a narrower sibling.
+    """
 
     def __init__(self, plan: list[tuple[int, int]], num_classes: int) -> None:
         super().__init__()
@@ -55,6 +58,7 @@ class CifarResNet(nn.Module):
                 filters = stage_filters
         self.blocks = nn.Sequential(*blocks)
         self.fc = nn.Linear(filters, num_classes)
+        self.widths = [stage_filters for stage_filters, _ in plan]
         init_openlth(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -76,34 +80,53 @@ def init_openlth(model: nn.Module) -> None:
             nn.init.zeros_(module.bias)
 
 
-def _build(depth: int, num_classes: int, width: int, width_multiplier: float) -> CifarResNet:
+#: The first stage's width; the others are twice and four times it.
+DEFAULT_WIDTH = 16
+
+
+def _build(
+    depth: int, num_classes: int, width: int, width_multiplier: float, widths: list[int] | None
+) -> CifarResNet:
+    """`widths`, when given, are the three stages' widths (default W, 2W, 4W with W = `width`)."""
     if width < 1:
         raise UserError(f"width must be at least 1, got {width}")
+    if widths is not None and width != DEFAULT_WIDTH:
+        raise UserError(f"pass widths or width, not both (got width={width})")
+    stage_widths = resolve_widths(widths, (width, 2 * width, 4 * width), width_multiplier, "the three stage widths")
     per_stage = (depth - 2) // 6
-    plan = [(scale_width(w, width_multiplier), per_stage) for w in (width, 2 * width, 4 * width)]
-    return CifarResNet(plan, num_classes)
+    return CifarResNet([(w, per_stage) for w in stage_widths], num_classes)
 
 
 @register_model("resnet20")
-def resnet20(num_classes: int, width: int = 16, width_multiplier: float = 1.0) -> nn.Module:
-    return _build(20, num_classes, width, width_multiplier)
+def resnet20(
+    num_classes: int, width: int = DEFAULT_WIDTH, width_multiplier: float = 1.0, widths: list[int] | None = None
+) -> nn.Module:
+    return _build(20, num_classes, width, width_multiplier, widths)
 
 
 @register_model("resnet32")
-def resnet32(num_classes: int, width: int = 16, width_multiplier: float = 1.0) -> nn.Module:
-    return _build(32, num_classes, width, width_multiplier)
+def resnet32(
+    num_classes: int, width: int = DEFAULT_WIDTH, width_multiplier: float = 1.0, widths: list[int] | None = None
+) -> nn.Module:
+    return _build(32, num_classes, width, width_multiplier, widths)
 
 
 @register_model("resnet44")
-def resnet44(num_classes: int, width: int = 16, width_multiplier: float = 1.0) -> nn.Module:
-    return _build(44, num_classes, width, width_multiplier)
+def resnet44(
+    num_classes: int, width: int = DEFAULT_WIDTH, width_multiplier: float = 1.0, widths: list[int] | None = None
+) -> nn.Module:
+    return _build(44, num_classes, width, width_multiplier, widths)
 
 
 @register_model("resnet56")
-def resnet56(num_classes: int, width: int = 16, width_multiplier: float = 1.0) -> nn.Module:
-    return _build(56, num_classes, width, width_multiplier)
+def resnet56(
+    num_classes: int, width: int = DEFAULT_WIDTH, width_multiplier: float = 1.0, widths: list[int] | None = None
+) -> nn.Module:
+    return _build(56, num_classes, width, width_multiplier, widths)
 
 
 @register_model("resnet110")
-def resnet110(num_classes: int, width: int = 16, width_multiplier: float = 1.0) -> nn.Module:
-    return _build(110, num_classes, width, width_multiplier)
+def resnet110(
+    num_classes: int, width: int = DEFAULT_WIDTH, width_multiplier: float = 1.0, widths: list[int] | None = None
+) -> nn.Module:
+    return _build(110, num_classes, width, width_multiplier, widths)

@@ -10,14 +10,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pai_bench.models import register_model, scale_width
+from pai_bench.models import register_model, resolve_widths
 from pai_bench.models.cifar_resnet import init_openlth
 
 
 class QuickNet(nn.Module):
-    def __init__(self, num_classes: int, width_multiplier: float) -> None:
+    """`widths`, when given, are the three convolutions' widths (default 16, 32, 64)."""
+
+    def __init__(self, num_classes: int, width_multiplier: float, widths: list[int] | None = None) -> None:
         super().__init__()
-        w1, w2, w3 = (scale_width(w, width_multiplier) for w in (16, 32, 64))
+        self.widths = resolve_widths(widths, (16, 32, 64), width_multiplier, "the three convolutions' widths")
+        w1, w2, w3 = self.widths
         self.conv1 = nn.Conv2d(3, w1, 3, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(w1)
         self.conv2 = nn.Conv2d(w1, w2, 3, padding=1, bias=False)
@@ -35,5 +38,5 @@ class QuickNet(nn.Module):
 
 
 @register_model("quicknet")
-def quicknet(num_classes: int, width_multiplier: float = 1.0) -> nn.Module:
-    return QuickNet(num_classes, width_multiplier)
+def quicknet(num_classes: int, width_multiplier: float = 1.0, widths: list[int] | None = None) -> nn.Module:
+    return QuickNet(num_classes, width_multiplier, widths)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from pai_bench.models import register_model, scale_width
+from pai_bench.models import register_model, resolve_widths
 
 
 class BasicBlock(nn.Module):
@@ -38,9 +38,14 @@ class BasicBlock(nn.Module):
 
 
 class TinyResNet(nn.Module):
-    def __init__(self, blocks: list[int], num_classes: int, width_multiplier: float) -> None:
+    """`widths`, when given, are the four stages' widths (default 64, 128, 256, 512)."""
+
+    def __init__(
+        self, blocks: list[int], num_classes: int, width_multiplier: float, widths: list[int] | None = None
+    ) -> None:
         super().__init__()
-        widths = [scale_width(w, width_multiplier) for w in (64, 128, 256, 512)]
+        widths = resolve_widths(widths, (64, 128, 256, 512), width_multiplier, "the four stage widths")
+        self.widths = widths
         self.conv1 = nn.Sequential(
             nn.Conv2d(3, widths[0], 3, padding=1, bias=False),
             nn.BatchNorm2d(widths[0]),
@@ -72,10 +77,10 @@ class TinyResNet(nn.Module):
 
 
 @register_model("resnet18")
-def resnet18(num_classes: int, width_multiplier: float = 1.0) -> nn.Module:
-    return TinyResNet([2, 2, 2, 2], num_classes, width_multiplier)
+def resnet18(num_classes: int, width_multiplier: float = 1.0, widths: list[int] | None = None) -> nn.Module:
+    return TinyResNet([2, 2, 2, 2], num_classes, width_multiplier, widths)
 
 
 @register_model("resnet34")
-def resnet34(num_classes: int, width_multiplier: float = 1.0) -> nn.Module:
-    return TinyResNet([3, 4, 6, 3], num_classes, width_multiplier)
+def resnet34(num_classes: int, width_multiplier: float = 1.0, widths: list[int] | None = None) -> nn.Module:
+    return TinyResNet([3, 4, 6, 3], num_classes, width_multiplier, widths)

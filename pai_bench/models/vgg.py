@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pai_bench.models import register_model, scale_width
+from pai_bench.models import register_model, resolve_widths
 from pai_bench.models.cifar_resnet import init_openlth
 
 # "M" is a 2x2 max-pool; numbers are the widths of 3x3 convolutions.
@@ -37,17 +37,25 @@ class ConvBN(nn.Module):
 
 
 class VGG(nn.Module):
-    """Four max-pools take 32 px to 2 px; a 2x2 average pool leaves one vector for `fc`."""
+    """Four max-pools take 32 px to 2 px; a 2x2 average pool leaves one vector for `fc`.
 
-    def __init__(self, plan: list[int | str], num_classes: int, width_multiplier: float) -> None:
+    `widths`, when given, replaces every convolution's width (one per number in the plan).
+    """
+
+    def __init__(
+        self, plan: list[int | str], num_classes: int, width_multiplier: float, widths: list[int] | None = None
+    ) -> None:
         super().__init__()
+        base = [int(spec) for spec in plan if spec != "M"]
+        self.widths = resolve_widths(widths, base, width_multiplier, "one per convolution")
+        conv_widths = iter(self.widths)
         modules: list[nn.Module] = []
         filters = 3
         for spec in plan:
             if spec == "M":
                 modules.append(nn.MaxPool2d(kernel_size=2, stride=2))
             else:
-                width = scale_width(int(spec), width_multiplier)
+                width = next(conv_widths)
                 modules.append(ConvBN(filters, width))
                 filters = width
         self.layers = nn.Sequential(*modules)
@@ -60,20 +68,20 @@ class VGG(nn.Module):
 
 
 @register_model("vgg11-bn")
-def vgg11_bn(num_classes: int, width_multiplier: float = 1.0) -> nn.Module:
-    return VGG(PLANS[11], num_classes, width_multiplier)
+def vgg11_bn(num_classes: int, width_multiplier: float = 1.0, widths: list[int] | None = None) -> nn.Module:
+    return VGG(PLANS[11], num_classes, width_multiplier, widths)
 
 
 @register_model("vgg13-bn")
-def vgg13_bn(num_classes: int, width_multiplier: float = 1.0) -> nn.Module:
-    return VGG(PLANS[13], num_classes, width_multiplier)
+def vgg13_bn(num_classes: int, width_multiplier: float = 1.0, widths: list[int] | None = None) -> nn.Module:
+    return VGG(PLANS[13], num_classes, width_multiplier, widths)
 
 
 @register_model("vgg16-bn")
-def vgg16_bn(num_classes: int, width_multiplier: float = 1.0) -> nn.Module:
-    return VGG(PLANS[16], num_classes, width_multiplier)
+def vgg16_bn(num_classes: int, width_multiplier: float = 1.0, widths: list[int] | None = None) -> nn.Module:
+    return VGG(PLANS[16], num_classes, width_multiplier, widths)
 
 
 @register_model("vgg19-bn")
-def vgg19_bn(num_classes: int, width_multiplier: float = 1.0) -> nn.Module:
-    return VGG(PLANS[19], num_classes, width_multiplier)
+def vgg19_bn(num_classes: int, width_multiplier: float = 1.0, widths: list[int] | None = None) -> nn.Module:
+    return VGG(PLANS[19], num_classes, width_multiplier, widths)
