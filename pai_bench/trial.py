@@ -159,8 +159,6 @@ def _run(spec: TrialSpec, dataset: Dataset, record: dict[str, Any], on_epoch: Ep
         "collapsed_layers": sum(stat.collapsed for stat in result.layer_stats),
         "layers": [stat.as_dict() for stat in result.layer_stats],
     }
-    if result.extras:
-        record["extras"] = result.extras
     record["timings"] = {"prune_s": result.seconds}
     shape = input_shape(dataset, spec.data)
     record.update(trial_figures(model, result.model, result.masks, shape))
@@ -169,6 +167,9 @@ def _run(spec: TrialSpec, dataset: Dataset, record: dict[str, Any], on_epoch: Ep
     budget = method.train_budget(model, result.model, shape) if isinstance(method, ArchitectureMethod) else 1.0
     train_config = scale_schedule(spec.train, budget)
     record["train_budget"] = {"ratio": budget, "epochs": train_config.epochs, "milestones": list(train_config.milestones)}
+    extras = {**result.extras, **getattr(method, "extras", {})}
+    if extras:
+        record["extras"] = extras
 
     train_set = dataset.train
     if spec.data.subset is not None:

@@ -154,3 +154,14 @@ def test_scratch_b_trial_trains_the_scaled_budget(tmp_path, capsys):
     assert record["masks"]["kept"] == pytest.approx(2_411, rel=0.01)
     assert record["sparsity_prunable"] == pytest.approx(1 - record["prunable"] / 24_112)
     assert record["compression"] == pytest.approx(record["params_dense"] / sum(p.numel() for p in small.parameters()))
+
+
+def test_scratch_b_budget_cap_is_applied_and_recorded():
+    dense = pai_bench.build_model("resnet20", num_classes=10, seed=0)
+    method = create_method("scratch-b", {"max_budget": 3.0})
+    batches = [(torch.randn(2, 3, 32, 32), torch.arange(2))]
+    small = pai_bench.prune(dense, method, 0.9, batches).model
+    assert method.train_budget(dense, small, (3, 32, 32)) == 3.0
+    assert method.extras["uncapped_budget"] > 7.0
+    with pytest.raises(UserError, match="max_budget=0.5 must be at least 1"):
+        create_method("scratch-b", {"max_budget": 0.5})
