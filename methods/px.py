@@ -87,10 +87,9 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from pai_bench.errors import UserError
-from pai_bench.method import ScoreMethod, check_choice
+from pai_bench.method import SCORE_DTYPES, ScoreMethod, check_choice
 from pai_bench.plugins import register_method
 
-DTYPES = {"float64": torch.float64, "float32": torch.float32}
 VARIANTS = ("authors", "uniform")
 
 # Out-of-place and in-place ReLU entry points; nn.ReLU and F.relu_ reach one of these.
@@ -111,7 +110,7 @@ class PXOptions:
 
     def __post_init__(self) -> None:
         check_choice("px.variant", self.variant, VARIANTS)
-        check_choice("px.dtype", self.dtype, tuple(DTYPES))
+        check_choice("px.dtype", self.dtype, tuple(SCORE_DTYPES))
 
 
 class ReluGates(TorchFunctionMode):
@@ -257,7 +256,7 @@ class PX(ScoreMethod):
     def score(self, model, masks, batches, generator):
         if not batches:
             raise UserError("px needs pruning data")
-        dtype = DTYPES[self.options.dtype]
+        dtype = SCORE_DTYPES[self.options.dtype]
         variant = self.options.variant
         jvf = linearise(model, masks, "jvf", variant, dtype)
         pk = linearise(model, masks, "pk", variant, dtype)

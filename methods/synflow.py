@@ -24,10 +24,8 @@ from dataclasses import dataclass
 import torch
 
 from pai_bench.errors import UserError
-from pai_bench.method import ScoreMethod, check_choice
+from pai_bench.method import SCORE_DTYPES, ScoreMethod, check_choice
 from pai_bench.plugins import register_method
-
-DTYPES = {"float64": torch.float64, "float32": torch.float32}
 
 
 @dataclass
@@ -36,7 +34,7 @@ class SynFlowOptions:
     dtype: str = "float64"  # float64 | float32 (the authors' precision)
 
     def __post_init__(self) -> None:
-        check_choice("synflow.dtype", self.dtype, tuple(DTYPES))
+        check_choice("synflow.dtype", self.dtype, tuple(SCORE_DTYPES))
 
 
 @register_method("synflow")
@@ -48,7 +46,7 @@ class SynFlow(ScoreMethod):
     def score(self, model, masks, batches, generator):
         if not batches:
             raise UserError("synflow needs one pruning batch for the input shape")
-        dtype = DTYPES[self.options.dtype]
+        dtype = SCORE_DTYPES[self.options.dtype]
         model = model.to(dtype).eval()
         with torch.no_grad():
             seen: set[int] = set()

@@ -19,6 +19,10 @@ from pai_bench.errors import UserError
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 
+#: Precisions a method may score in: float64 keeps path products from underflowing at extreme
+#: sparsity; float32 reproduces the reference repos.
+SCORE_DTYPES = {"float64": torch.float64, "float32": torch.float32}
+
 
 @dataclass
 class NoOptions:

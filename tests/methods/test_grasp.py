@@ -19,15 +19,6 @@ SPARSITIES = [0.9, 0.99, 0.999, 0.9999]
 T = 200.0
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread for these small graphs: on a shared 2-core machine, two threads
-    spin against other processes and run ten times slower; alone, one is nearly as fast."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 # ----------------------------------------------------------------------------- helpers
 

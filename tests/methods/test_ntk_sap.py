@@ -21,14 +21,6 @@ SPARSITIES = [0.9, 0.99, 0.999, 0.9999]
 EPS = 0.01
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """The CPU is shared: small models run faster on one thread than on contended ones."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def score(model, masks, batches, seed=0, **options):
     method = create_method("ntk-sap", options)

@@ -19,14 +19,6 @@ from pai_bench.plugins import create_method
 SPARSITIES = [0.9, 0.99, 0.999, 0.9999]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """The CPU is shared: the walks' small tensors run faster on one thread than on contended ones."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 # ----------------------------------------------------------------------------- helpers
 
