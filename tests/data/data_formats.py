@@ -49,3 +49,18 @@ def write_image(path: Path, pixels: np.ndarray) -> None:
 
 def solid(color: tuple[int, int, int], size: int = 8) -> np.ndarray:
     return np.broadcast_to(np.array(color, dtype=np.uint8), (size, size, 3)).copy()
+
+
+#: CIFAR-10's class names, in its label order.
+CIFAR10_NAMES = [
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
+]

@@ -8,25 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from data_formats import py2_pickle
+from data_formats import CIFAR10_NAMES, py2_pickle
 
 import pai_bench.data.download
 from pai_bench.data import load_dataset
 from pai_bench.errors import UserError
-
-CIFAR10_NAMES = [
-    "airplane",
-    "automobile",
-    "bird",
-    "cat",
-    "deer",
-    "dog",
-    "frog",
-    "horse",
-    "ship",
-    "truck",
-]
-
 
 def write_batch(path: Path, data: np.ndarray, **labels: list[int]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)

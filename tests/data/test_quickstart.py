@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from data_formats import CIFAR10_NAMES
 from PIL import Image
 
 from pai_bench.data import default_root, load_dataset
@@ -19,18 +20,7 @@ def test_shipped_asset_loads(tmp_path: Path) -> None:
     dataset = load_dataset("quickstart", root=str(tmp_path), download=False)
 
     assert dataset.name == "quickstart"
-    assert dataset.classes == [
-        "airplane",
-        "automobile",
-        "bird",
-        "cat",
-        "deer",
-        "dog",
-        "frog",
-        "horse",
-        "ship",
-        "truck",
-    ]
+    assert dataset.classes == CIFAR10_NAMES
     assert dataset.train.images.shape == (2000, 3, 32, 32)
     assert dataset.test.images.shape == (500, 3, 32, 32)
     assert dataset.train.images.dtype == torch.uint8

@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+import pai_bench
+
 
 @pytest.fixture(autouse=True, scope="module")
 def one_thread():
@@ -14,3 +16,12 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def resnet20_and_batch():
+    """ResNet-20 and a Gaussian pruning batch of 10 examples per class."""
+    model = pai_bench.build_model("resnet20", num_classes=10, seed=0)
+    generator = torch.Generator().manual_seed(0)
+    batch = [(torch.randn(100, 3, 32, 32, generator=generator), torch.arange(100) % 10)]
+    return model, batch

@@ -188,13 +188,6 @@ def test_grasp_keeps_the_weights_whose_removal_most_reduces_the_gradient_norm():
 # ----------------------------------------------------------------------------- count and rules
 
 
-@pytest.fixture(scope="module")
-def resnet20_and_batch():
-    model = pai_bench.build_model("resnet20", num_classes=10, seed=0)
-    generator = torch.Generator().manual_seed(0)
-    batch = [(torch.randn(100, 3, 32, 32, generator=generator), torch.arange(100) % 10)]
-    return model, batch
-
 
 @pytest.fixture(scope="module")
 def scored_once_grasp():

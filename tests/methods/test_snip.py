@@ -82,13 +82,6 @@ def state_copy(model: nn.Module) -> dict[str, torch.Tensor]:
     return {name: value.clone() for name, value in model.state_dict().items()}
 
 
-@pytest.fixture(scope="module")
-def resnet20_and_batch():
-    model = pai_bench.build_model("resnet20", num_classes=10, seed=0)
-    generator = torch.Generator().manual_seed(0)
-    batch = [(torch.randn(100, 3, 32, 32, generator=generator), torch.arange(100) % 10)]
-    return model, batch
-
 
 # ----------------------------------------------------------------------------- SNIP score
 
