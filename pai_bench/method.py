@@ -30,7 +30,12 @@ class NoOptions:
 
 
 class Method:
-    """Base of all methods. Subclasses set `Options` to a dataclass of their options."""
+    """Base of all methods. Subclasses set `Options` to a dataclass of their options.
+
+    What a method wants recorded about a run (the widths it chose, a warning about its scores)
+    goes in `self.extras`: the driver empties it before pruning and copies it into
+    `PruneResult.extras`, and a trial records it.
+    """
 
     name: ClassVar[str] = ""
     Options: ClassVar[type] = NoOptions
@@ -39,6 +44,7 @@ class Method:
 
     def __init__(self, options: Any | None = None) -> None:
         self.options = options if options is not None else self.Options()
+        self.extras: dict[str, Any] = {}
 
     def option_values(self) -> dict[str, Any]:
         return {f.name: getattr(self.options, f.name) for f in fields(self.options)}
@@ -78,15 +84,8 @@ class ArchitectureMethod(Method):
     """A method that returns a new (smaller) model instead of masks.
 
     `build` runs under the driver's forked RNG, seeded with `seed`; it must leave `model` as it
-    is. What it chose (e.g. layer widths) goes in `self.extras`, which the driver empties before
-    each `build` and copies into `PruneResult.extras`.
+    is.
     """
-
-    extras: dict[str, Any]
-
-    def __init__(self, options: Any | None = None) -> None:
-        super().__init__(options)
-        self.extras = {}
 
     def build(self, model: nn.Module, sparsity: float, batches: Sequence[Batch], seed: int) -> nn.Module:
         raise NotImplementedError

@@ -220,15 +220,13 @@ def prune(
     device = _device_of(model)
     batches = [(x.to(device), y.to(device)) for x, y in data]
     started = time.perf_counter()
-    extras: dict[str, Any] = {}
+    method.extras = {}
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(seed)
         if isinstance(method, ArchitectureMethod):
-            method.extras = {}
             small = method.build(model, sparsity, batches, seed)
             masks: Masks = {}
             stats: list[LayerStat] = architecture_stats(model, small)
-            extras = dict(method.extras)
         elif isinstance(method, ScoreMethod):
             masks = compute_masks(model, method, sparsity, batches, seed, exclude)
             small = copy.deepcopy(model)
@@ -245,7 +243,7 @@ def prune(
         options=method.option_values(),
         seconds=time.perf_counter() - started,
         rounds=method.rounds() if isinstance(method, ScoreMethod) else 1,
-        extras=extras,
+        extras=dict(method.extras),
     )
 
 

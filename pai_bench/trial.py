@@ -167,9 +167,8 @@ def _run(spec: TrialSpec, dataset: Dataset, record: dict[str, Any], on_epoch: Ep
     budget = method.train_budget(model, result.model, shape) if isinstance(method, ArchitectureMethod) else 1.0
     train_config = scale_schedule(spec.train, budget)
     record["train_budget"] = {"ratio": budget, "epochs": train_config.epochs, "milestones": list(train_config.milestones)}
-    extras = {**result.extras, **getattr(method, "extras", {})}
-    if extras:
-        record["extras"] = extras
+    if method.extras:  # read after train_budget, which may add to it
+        record["extras"] = dict(method.extras)
 
     train_set = dataset.train
     if spec.data.subset is not None:
