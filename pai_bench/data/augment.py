@@ -22,13 +22,19 @@ def random_crop_flip(
     images: torch.Tensor, padding: int, generator: torch.Generator
 ) -> torch.Tensor:
     """The CIFAR recipe: a random crop of the zero-padded image, flipped with probability 1/2."""
-    n = len(images)
+    return crop_flip(images, padding, *draw_crop_flip(len(images), padding, generator, images.device))
+
+
+def draw_crop_flip(
+    n: int, padding: int, generator: torch.Generator, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(offsets_y, offsets_x, flips) for `crop_flip`, drawn on the generator's device."""
     offsets = torch.randint(
         0, 2 * padding + 1, (2, n), generator=generator, device=generator.device
     )
     flips = torch.rand(n, generator=generator, device=generator.device) < 0.5
-    offsets, flips = offsets.to(images.device), flips.to(images.device)
-    return crop_flip(images, padding, offsets[0], offsets[1], flips)
+    offsets, flips = offsets.to(device), flips.to(device)
+    return offsets[0], offsets[1], flips
 
 
 def crop_flip(
@@ -63,9 +69,23 @@ def random_resized_crop_flip(
 ) -> torch.Tensor:
     """torchvision's RandomResizedCrop + RandomHorizontalFlip, drawn for all images at once."""
     n, _, height, width = images.shape
+    boxes, flips = draw_resized_crop_flip(n, height, width, generator, images.device, scale, ratio)
+    return resized_crop_flip(images, boxes, output_size, flips)
+
+
+def draw_resized_crop_flip(
+    n: int,
+    height: int,
+    width: int,
+    generator: torch.Generator,
+    device: torch.device,
+    scale: tuple[float, float] = (0.1, 1.0),
+    ratio: tuple[float, float] = (3 / 4, 4 / 3),
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(boxes, flips) for `resized_crop_flip`, drawn on the generator's device."""
     boxes = resized_crop_boxes(n, height, width, generator, scale, ratio)
     flips = torch.rand(n, generator=generator, device=generator.device) < 0.5
-    return resized_crop_flip(images, boxes.to(images.device), output_size, flips.to(images.device))
+    return boxes.to(device), flips.to(device)
 
 
 def resized_crop_boxes(

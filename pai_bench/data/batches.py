@@ -10,7 +10,14 @@ from collections.abc import Iterator, Sequence
 
 import torch
 
-from pai_bench.data.augment import normalize, random_crop_flip, random_resized_crop_flip, resize
+from pai_bench.data.augment import (
+    crop_flip,
+    draw_crop_flip,
+    draw_resized_crop_flip,
+    normalize,
+    resize,
+    resized_crop_flip,
+)
 from pai_bench.data.core import ImageSet
 from pai_bench.errors import unknown_choice
 
@@ -69,6 +76,16 @@ class BatchLoader:
         return -(-len(self.labels) // self.batch_size)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for images, labels, draws in self.raw():
+            yield self.prepare(images, draws), labels
+
+    def raw(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, tuple[torch.Tensor, ...]]]:
+        """Per batch: the uint8 images as stored, their labels, and the augmentation's random
+        draws for them; `prepare(images, draws)` makes the model's inputs.
+
+        Split so a compiled training step can take the augmentation inside its graph while the
+        draws (and so the data an epoch sees) stay exactly those of iterating the loader.
+        """
         epoch_seed = int(torch.randint(2**62, (1,), generator=self._epoch_seeds))
         generator = torch.Generator(self.device).manual_seed(epoch_seed)
         count = len(self.labels)
@@ -78,14 +95,23 @@ class BatchLoader:
             order = torch.arange(count, device=self.device)
         for batch in range(len(self)):
             index = order[batch * self.batch_size : (batch + 1) * self.batch_size]
-            yield self._inputs(self.images[index], generator), self.labels[index]
+            images = self.images[index]
+            yield images, self.labels[index], self._draw(images, generator)
 
-    def _inputs(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    def _draw(self, images: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, ...]:
+        n, _, height, width = images.shape
         if self.augment == "crop-flip":
-            images = random_crop_flip(images, self.padding, generator)
+            return draw_crop_flip(n, self.padding, generator, self.device)
+        if self.augment == "rrc-flip":
+            return draw_resized_crop_flip(n, height, width, generator, self.device)
+        return ()
+
+    def prepare(self, images: torch.Tensor, draws: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        """Augment uint8 `images` with `draws` (from `raw`), normalize, and resize."""
+        if self.augment == "crop-flip":
+            images = crop_flip(images, self.padding, *draws)
         elif self.augment == "rrc-flip":
-            size = self.input_size or images.shape[-1]
-            images = random_resized_crop_flip(images, size, generator)
+            images = resized_crop_flip(images, draws[0], self.input_size or images.shape[-1], draws[1])
         # Resize after normalizing: bilinear weights sum to one, so the result is the same and
         # the float input skips a round trip through uint8.
         inputs = normalize(images, self.mean, self.std)

@@ -1,0 +1,208 @@
+"""Training throughput of ResNet-20 on CIFAR-10: the PaI repos' pipeline against pai-bench's.
+
+In one run on one device (issue 8's targets, on one H100: b/a >= 3, c/a >= 20, peak memory
+per trial <= 2 GB):
+
+(a) reference: the PaI repos' pipeline, an in-memory uint8 dataset behind PIL transforms
+    (RandomCrop 32 pad 4, RandomHorizontalFlip, ToTensor, Normalize) and a DataLoader with
+    `--workers` workers, fp32, a host sync per step for the running accuracy;
+(b) pai-bench's fast engine, one trial: data resident on the device, augmentation inside the
+    compiled step, bf16 and channels_last, CUDA graphs;
+(c) `--packed` trials of (b) side by side, each its own process (as Ray packs them).
+
+Prints images/s and the ratios b/a and c/a, and writes JSON (`--out`). The batch is the
+protocol's 128 throughout: speed must not change the protocol.
+
+    python benchmarks/throughput.py --data cifar10 --out throughput.json      # GPU machine
+    python benchmarks/throughput.py --device cpu --data quickstart --steps 5 --packed 2 --workers 2   # smoke
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import platform
+import time
+from dataclasses import asdict
+
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch.utils.data import DataLoader
+from torchvision import transforms
+
+import pai_bench
+from pai_bench.config import TrainConfig
+from pai_bench.data import BatchLoader, load_dataset
+from pai_bench.engine import EngineSettings, FastTrainer
+from pai_bench.masks import prunable_parameters
+
+BATCH = 128
+
+
+class PILImages(torch.utils.data.Dataset):
+    """The repos' dataset: HWC uint8 arrays in memory, a PIL image per example."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, transform) -> None:
+        self.arrays = images.permute(0, 2, 3, 1).contiguous().numpy()
+        self.labels = labels.tolist()
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int):
+        return self.transform(Image.fromarray(self.arrays[index])), self.labels[index]
+
+
+def reference_rate(dataset, device: torch.device, steps: int, workers: int) -> dict:
+    transform = transforms.Compose(
+        [
+            transforms.RandomCrop(32, padding=4),
+            transforms.RandomHorizontalFlip(),
+            transforms.ToTensor(),
+            transforms.Normalize(dataset.mean, dataset.std),
+        ]
+    )
+    source = PILImages(dataset.train.images, dataset.train.labels, transform)
+    loader = DataLoader(source, batch_size=BATCH, shuffle=True, num_workers=workers, pin_memory=device.type == "cuda", drop_last=True, persistent_workers=workers > 0)
+    model = pai_bench.build_model("resnet20", num_classes=dataset.num_classes, seed=0).to(device)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
+    model.train()
+
+    def run(count: int) -> int:
+        done, correct = 0, 0
+        while done < count:
+            for inputs, targets in loader:
+                inputs, targets = inputs.to(device, non_blocking=True), targets.to(device, non_blocking=True)
+                logits = model(inputs)
+                loss = F.cross_entropy(logits, targets)
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+                correct += int((logits.argmax(1) == targets).sum())
+                done += 1
+                if done == count:
+                    break
+        return correct
+
+    run(min(steps, 10))  # warm-up: workers started, cuDNN autotuned
+    seconds = timed(lambda: run(steps), device)
+    return {"images_per_s": steps * BATCH / seconds, "ms_per_step": 1000 * seconds / steps, "steps": steps}
+
+
+def engine_trainer(dataset, device: torch.device, settings: EngineSettings) -> tuple[FastTrainer, BatchLoader]:
+    model = pai_bench.build_model("resnet20", num_classes=dataset.num_classes, seed=0).to(device)
+    masks = {name: torch.ones_like(p, dtype=torch.bool) for name, p in prunable_parameters(model).items()}
+    loader = BatchLoader(dataset.train, batch_size=BATCH, mean=dataset.mean, std=dataset.std, augment="crop-flip", padding=4, shuffle=True, drop_last=True, seed=0, device=device)
+    return FastTrainer(model, masks, TrainConfig(), device, settings), loader
+
+
+def engine_rate(dataset, device: torch.device, steps: int, settings: EngineSettings) -> dict:
+    trainer, loader = engine_trainer(dataset, device, settings)
+    steps = min(steps, len(loader))
+    limited = _Limited(loader, steps)
+    trainer.train_epoch(limited)  # warm-up: compilation, CUDA graph capture
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    seconds = timed(lambda: trainer.train_epoch(limited), device)
+    result = {"images_per_s": steps * BATCH / seconds, "ms_per_step": 1000 * seconds / steps, "steps": steps}
+    if device.type == "cuda":
+        result["peak_memory_gb"] = torch.cuda.max_memory_allocated(device) / 2**30
+    return result
+
+
+class _Limited:
+    """The first `steps` batches of a loader's epoch, with the loader's `prepare`."""
+
+    def __init__(self, loader: BatchLoader, steps: int) -> None:
+        self.loader, self.steps, self.prepare = loader, steps, loader.prepare
+
+    def raw(self):
+        for index, batch in enumerate(self.loader.raw()):
+            if index == self.steps:
+                return
+            yield batch
+
+
+def timed(function, device: torch.device) -> float:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    started = time.perf_counter()
+    function()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter() - started
+
+
+def _packed_worker(data: str, device_name: str, steps: int, settings: dict, barrier, queue) -> None:
+    device = torch.device(device_name)
+    dataset = load_dataset(data)
+    trainer, loader = engine_trainer(dataset, device, EngineSettings(**settings))
+    steps = min(steps, len(loader))
+    limited = _Limited(loader, steps)
+    trainer.train_epoch(limited)
+    barrier.wait()  # every trial compiled and warm: measure only while all of them run
+    started = time.perf_counter()
+    seconds = timed(lambda: trainer.train_epoch(limited), device)
+    result = {"images_per_s": steps * BATCH / seconds, "started": started, "ended": started + seconds, "steps": steps}
+    queue.put(result)
+
+
+def packed_rate(data: str, device: torch.device, steps: int, settings: EngineSettings, count: int) -> dict:
+    context = mp.get_context("spawn")
+    barrier, queue = context.Barrier(count), context.Queue()
+    workers = [context.Process(target=_packed_worker, args=(data, str(device), steps, asdict(settings), barrier, queue)) for _ in range(count)]
+    for worker in workers:
+        worker.start()
+    results = [queue.get(timeout=3600) for _ in workers]
+    for worker in workers:
+        worker.join()
+    span = max(r["ended"] for r in results) - min(r["started"] for r in results)
+    images = sum(r["steps"] * BATCH for r in results)
+    return {"trials": count, "aggregate_images_per_s": images / span, "per_trial_images_per_s": [r["images_per_s"] for r in results]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default="cifar10", help="a registered dataset with the CIFAR-10 layout")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--steps", type=int, default=300, help="timed steps per measurement")
+    parser.add_argument("--workers", type=int, default=8, help="DataLoader workers of the reference pipeline")
+    parser.add_argument("--packed", type=int, default=4, help="trials side by side in (c); 0 skips it")
+    parser.add_argument("--out", default=None, help="write the figures as JSON here")
+    args = parser.parse_args()
+
+    device = torch.device(args.device)
+    settings = EngineSettings.for_device(device)
+    dataset = load_dataset(args.data)
+    report = {
+        "date": time.strftime("%Y-%m-%d"),
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine(),
+        "torch": torch.__version__,
+        "data": args.data,
+        "batch": BATCH,
+        "engine": asdict(settings),
+    }
+    report["reference"] = reference_rate(dataset, device, args.steps, args.workers)
+    print(f"(a) reference      {report['reference']['images_per_s']:10.0f} images/s")
+    report["single"] = engine_rate(dataset, device, args.steps, settings)
+    print(f"(b) pai-bench      {report['single']['images_per_s']:10.0f} images/s   b/a = {report['single']['images_per_s'] / report['reference']['images_per_s']:.2f}")
+    if args.packed:
+        report["packed"] = packed_rate(args.data, device, args.steps, settings, args.packed)
+        aggregate = report["packed"]["aggregate_images_per_s"]
+        print(f"(c) {args.packed} packed       {aggregate:10.0f} images/s   c/a = {aggregate / report['reference']['images_per_s']:.2f}")
+    if "peak_memory_gb" in report["single"]:
+        print(f"peak GPU memory of one trial: {report['single']['peak_memory_gb']:.2f} GB")
+    report["ratios"] = {
+        "b/a": report["single"]["images_per_s"] / report["reference"]["images_per_s"],
+        **({"c/a": report["packed"]["aggregate_images_per_s"] / report["reference"]["images_per_s"]} if args.packed else {}),
+    }
+    if args.out:
+        with open(args.out, "w") as handle:
+            json.dump(report, handle, indent=2)
+
+
+if __name__ == "__main__":
+    main()

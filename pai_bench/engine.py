@@ -1,0 +1,159 @@
+"""The fast training engine: a compiled step per batch, data and augmentation on the device.
+
+Why it exists: at the protocol's batch of 128 a ResNet-20 step is a few hundred small kernels,
+and the reference loop is bound by launching them one by one from Python (and by the device
+sync its running accuracy costs every step), not by the GPU's arithmetic. Here the input
+preparation (crop, flip, normalise), the bf16 forward and backward, the gradient masking, the
+SGD update and the re-masking are compiled, under CUDA graphs on a GPU, and the running loss
+and accuracy stay on the device until the epoch ends.
+
+The data an epoch sees is exactly the reference loop's: the loader's `raw()` gives the same
+order and the same random draws, and the compiled step applies them with the loader's own
+`prepare`. What differs on a GPU is the arithmetic (bf16, fused kernels), which is why the plain
+fp32 loop in `pai_bench.training` stays as the reference this path is checked against
+(`train.fast=false`), and why `fast` is part of the trial key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from pai_bench.config import TrainConfig
+from pai_bench.data import BatchLoader
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    """How the fast path runs on a device. None of it changes what is trained, only the
+    arithmetic's precision and the kernels' scheduling."""
+
+    bf16: bool = False  # autocast the forward and backward to bfloat16
+    channels_last: bool = False  # NHWC memory layout (tensor-core friendly convolutions)
+    compile: bool = False  # torch.compile the forward and the update; False runs eagerly
+    compile_mode: str = "reduce-overhead"  # CUDA graphs: one launch per compiled region
+    compile_backend: str = "inductor"
+
+    @classmethod
+    def for_device(cls, device: torch.device) -> EngineSettings:
+        """CUDA: bf16 where supported, channels_last, CUDA graphs (`reduce-overhead`).
+        Elsewhere: eager fp32, since compiling for a CPU costs more than a short run saves."""
+        if device.type == "cuda":
+            return cls(bf16=torch.cuda.is_bf16_supported(), channels_last=True, compile=True)
+        return cls()
+
+
+class FastTrainer:
+    """Trains `model` in place with `masks` held at zero, one compiled step per batch.
+
+    Masked weights stay exactly zero the way `MaskEnforcer` keeps them (gradients masked
+    before the optimizer, so momentum and weight decay see zeros; weights re-masked after it),
+    but as two fused multiplies inside the compiled update instead of per-parameter hooks.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        masks: Mapping[str, torch.Tensor],
+        train_config: TrainConfig,
+        device: torch.device,
+        settings: EngineSettings,
+    ) -> None:
+        self.model = model
+        self.device = device
+        self.settings = settings
+        if settings.channels_last:
+            model.to(memory_format=torch.channels_last)
+        params = dict(model.named_parameters())
+        self.masked = [params[name] for name in masks]
+        self.masks = [mask.to(device, params[name].dtype) for name, mask in masks.items()]
+        # A tensor learning rate lets the scheduler change it without recompiling the update.
+        lr: float | torch.Tensor = torch.tensor(train_config.lr, device=device) if settings.compile else train_config.lr
+        self.optimizer = torch.optim.SGD(
+            model.parameters(),
+            lr=lr,
+            momentum=train_config.momentum,
+            nesterov=train_config.nesterov,
+            weight_decay=train_config.weight_decay,
+        )
+        self.scheduler = torch.optim.lr_scheduler.MultiStepLR(
+            self.optimizer, milestones=list(train_config.milestones), gamma=train_config.gamma
+        )
+        self._compiled: dict[Callable, Callable] = {}
+        self._update = self._compile(self._masked_update)
+        with torch.no_grad():
+            torch._foreach_mul_(self.masked, self.masks)
+
+    def _compile(self, function: Callable) -> Callable:
+        if not self.settings.compile:
+            return function
+        options = {"backend": self.settings.compile_backend, "dynamic": False}
+        if self.settings.compile_backend == "inductor":
+            options["mode"] = self.settings.compile_mode
+        return torch.compile(function, **options)
+
+    def _forward(self, prepare: Callable, images: torch.Tensor, labels: torch.Tensor, draws: tuple) -> tuple[torch.Tensor, torch.Tensor]:
+        inputs = prepare(images, draws)
+        if self.settings.channels_last:
+            inputs = inputs.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.settings.bf16):
+            logits = self.model(inputs)
+        loss = F.cross_entropy(logits.float(), labels)
+        correct = (logits.argmax(dim=1) == labels).sum()
+        return loss, correct
+
+    def _masked_update(self) -> None:
+        grads = [param.grad for param in self.masked]
+        torch._foreach_mul_(grads, self.masks)
+        self.optimizer.step()
+        torch._foreach_mul_(self.masked, self.masks)
+
+    def _forward_for(self, loader: BatchLoader) -> Callable:
+        """One compiled forward per loader, since each bakes its own augmentation in."""
+        prepare = loader.prepare
+        if prepare not in self._compiled:
+            self._compiled[prepare] = self._compile(lambda images, labels, draws: self._forward(prepare, images, labels, draws))
+        return self._compiled[prepare]
+
+    def train_epoch(self, loader: BatchLoader) -> tuple[float, float]:
+        """One epoch; (mean loss, accuracy in percent) read back once, at its end."""
+        self.model.train()
+        forward = self._forward_for(loader)
+        loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
+        correct = torch.zeros((), dtype=torch.int64, device=self.device)
+        count = 0
+        for images, labels, draws in loader.raw():
+            loss, batch_correct = forward(images, labels, draws)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            with torch.no_grad():
+                self._update()
+            loss_sum += loss.detach().double() * labels.numel()
+            correct += batch_correct
+            count += labels.numel()
+        self.scheduler.step()
+        return float(loss_sum) / max(count, 1), 100.0 * int(correct) / max(count, 1)
+
+    @torch.no_grad()
+    def evaluate(self, loader: BatchLoader) -> tuple[float, float]:
+        """(mean loss, accuracy in percent) over the whole loader."""
+        self.model.eval()
+        forward = self._forward_for(loader)
+        loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
+        correct = torch.zeros((), dtype=torch.int64, device=self.device)
+        count = 0
+        for images, labels, draws in loader.raw():
+            loss, batch_correct = forward(images, labels, draws)
+            loss_sum += loss.double() * labels.numel()
+            correct += batch_correct
+            count += labels.numel()
+        return float(loss_sum) / max(count, 1), 100.0 * int(correct) / max(count, 1)
+
+    @property
+    def lr(self) -> float:
+        return float(self.optimizer.param_groups[0]["lr"])
+

@@ -1,0 +1,125 @@
+"""The fast engine against the reference loop: same data, same update, masks held at zero.
+
+A GPU is not needed for what can go wrong in the engine's logic: the draws it applies, the
+masking inside the compiled update, the scheduler driving a tensor learning rate. CUDA graphs
+and bf16 are the GPU's part and are measured in benchmarks/throughput.py.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import pytest
+import torch
+
+from pai_bench.config import TrainConfig
+from pai_bench.data import BatchLoader, ImageSet
+from pai_bench.engine import EngineSettings, FastTrainer
+from pai_bench.masks import MaskEnforcer, prunable_parameters
+from pai_bench.training import _train_epoch, make_optimizer
+from tests.conftest import TinyNet
+
+CPU = torch.device("cpu")
+MEAN, STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
+EAGER = EngineSettings()
+# Dynamo and AOT autograd capture the graphs as on a GPU; only inductor's code generation is
+# skipped, which would compile C++ for seconds on a CPU.
+COMPILED = EngineSettings(compile=True, compile_backend="aot_eager")
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def images(n: int = 22, seed: int = 0) -> ImageSet:
+    generator = torch.Generator().manual_seed(seed)
+    return ImageSet(torch.randint(0, 256, (n, 3, 8, 8), dtype=torch.uint8, generator=generator), torch.arange(n) % 10)
+
+
+def loader(augment: str = "crop-flip", seed: int = 3) -> BatchLoader:
+    # 22 images in batches of 8: two full batches and a short one, as a real epoch ends
+    return BatchLoader(images(), batch_size=8, mean=MEAN, std=STD, augment=augment, padding=2, shuffle=True, seed=seed)
+
+
+def half_masks(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    generator = torch.Generator().manual_seed(5)
+    return {name: torch.rand(p.shape, generator=generator) < 0.5 for name, p in prunable_parameters(model).items()}
+
+
+TRAIN = TrainConfig(epochs=3, lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4, milestones=[1, 2], gamma=0.1)
+
+
+@pytest.mark.parametrize("augment", ["crop-flip", "rrc-flip", "none"])
+def test_eager_fp32_fast_path_is_the_reference_loop(augment):
+    """Same draws, same masked SGD: the weights after three epochs (two lr milestones) agree
+    with the reference loop's to rounding."""
+    torch.manual_seed(0)
+    reference = TinyNet()
+    fast = copy.deepcopy(reference)
+    masks = half_masks(reference)
+
+    optimizer, scheduler = make_optimizer(reference, TRAIN)
+    enforcer = MaskEnforcer(reference, masks)
+    reference_batches, fast_batches = loader(augment), loader(augment)
+    expected = []
+    for _ in range(3):
+        expected.append(_train_epoch(reference, reference_batches, optimizer, enforcer))
+        scheduler.step()
+    enforcer.remove()
+
+    trainer = FastTrainer(fast, masks, TRAIN, CPU, EAGER)
+    got = [trainer.train_epoch(fast_batches) for _ in range(3)]
+
+    assert trainer.lr == pytest.approx(0.1 * 0.1 * 0.1)
+    for (loss, acc), (ref_loss, ref_acc) in zip(got, expected, strict=True):
+        assert loss == pytest.approx(ref_loss, rel=1e-5)
+        assert acc == ref_acc
+    for name, value in reference.state_dict().items():
+        torch.testing.assert_close(fast.state_dict()[name], value, rtol=1e-5, atol=1e-6)
+
+
+def test_compiled_step_keeps_masked_weights_at_zero_and_trains_the_rest():
+    torch.manual_seed(0)
+    model = TinyNet()
+    before = copy.deepcopy(model.state_dict())
+    masks = half_masks(model)
+    trainer = FastTrainer(model, masks, TRAIN, CPU, COMPILED)
+    for _ in range(2):
+        loss, _ = trainer.train_epoch(loader())
+        assert math.isfinite(loss)
+    params = dict(model.named_parameters())
+    for name, mask in masks.items():
+        assert torch.all(params[name][~mask] == 0), name
+        assert torch.all(params[name][mask] != before[name][mask]), name
+        momentum = trainer.optimizer.state[params[name]]["momentum_buffer"]
+        assert torch.all(momentum[~mask] == 0), name
+    # the scheduler drove the tensor learning rate through both milestones
+    assert isinstance(trainer.optimizer.param_groups[0]["lr"], torch.Tensor)
+    assert trainer.lr == pytest.approx(0.001)
+
+
+def test_compiled_step_matches_the_eager_step():
+    torch.manual_seed(0)
+    eager_model = TinyNet()
+    compiled_model = copy.deepcopy(eager_model)
+    masks = half_masks(eager_model)
+    eager = FastTrainer(eager_model, masks, TRAIN, CPU, EAGER)
+    compiled = FastTrainer(compiled_model, masks, TRAIN, CPU, COMPILED)
+    for _ in range(2):
+        eager_metrics = eager.train_epoch(loader())
+        compiled_metrics = compiled.train_epoch(loader())
+        assert compiled_metrics[0] == pytest.approx(eager_metrics[0], rel=1e-4)
+    test = BatchLoader(images(13, seed=9), batch_size=5, mean=MEAN, std=STD)
+    assert compiled.evaluate(test) == pytest.approx(eager.evaluate(test), rel=1e-4)
+    for name, value in eager_model.state_dict().items():
+        torch.testing.assert_close(compiled_model.state_dict()[name], value, rtol=1e-4, atol=1e-5)
+
+
+def test_settings_per_device():
+    assert EngineSettings.for_device(CPU) == EngineSettings()
+    assert not EngineSettings.for_device(CPU).compile
