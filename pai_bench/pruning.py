@@ -161,8 +161,13 @@ def compute_masks(
     batches: Sequence[Batch],
     seed: int = 0,
     exclude: Iterable[str] = (),
+    invert: bool = False,
 ) -> Masks:
-    """Masks for `model` at `sparsity`, scored on deep copies; `model` is never modified."""
+    """Masks for `model` at `sparsity`, scored on deep copies; `model` is never modified.
+
+    `invert` keeps the lowest scores instead of the highest, in every round (the sanity check
+    of Frankle et al., ICLR 2021: a score that means something should do worse inverted).
+    """
     params = prunable_parameters(model, exclude)
     if not params:
         raise UserError(f"model {type(model).__name__} has no prunable (conv or linear) weights")
@@ -183,6 +188,8 @@ def compute_masks(
         missing = set(masks) - set(scores)
         if missing:
             raise ValueError(f"{method.name} returned no score for {sorted(missing)[:3]}")
+        if invert:
+            scores = {name: -score.detach().to(torch.float64) for name, score in scores.items()}
         densities = method.layer_densities({n: p.shape for n, p in params.items()}, keep / total)
         budgets = integer_budgets(sizes, densities, keep) if densities is not None else None
         masks = select(scores, masks, keep, budgets)
@@ -196,6 +203,7 @@ def prune(
     data: Iterable[Batch],
     seed: int = 0,
     exclude: Iterable[str] = (),
+    invert: bool = False,
     **options: Any,
 ) -> PruneResult:
     """Prune `model` with `method` at `sparsity` (the fraction of prunable weights removed).
@@ -203,7 +211,8 @@ def prune(
     `data` is an iterable of (inputs, targets) batches, the pruning data; `options` override the
     method's options (e.g. `rounds=50`). The input model is left bit-identical, and the global
     RNG state too: the method runs under a forked RNG seeded with `seed`. An architecture method
-    (`scratch-e`) returns a new model with no masks; `exclude` does not apply to it.
+    (`scratch-e`) returns a new model with no masks; `exclude` does not apply to it. `invert`
+    keeps the lowest-scoring weights (an ablation; not for architecture methods).
     """
     sparsity = check_sparsity(sparsity)
     if isinstance(method, str):
@@ -217,6 +226,8 @@ def prune(
         raise UserError(
             f"prune.exclude={exclude} does not apply to {method.name!r}: it builds a new model rather than masking this one"
         )
+    if isinstance(method, ArchitectureMethod) and invert:
+        raise UserError(f"invert does not apply to {method.name!r}: it builds a new model and scores no weights")
     device = _device_of(model)
     batches = [(x.to(device), y.to(device)) for x, y in data]
     started = time.perf_counter()
@@ -228,7 +239,7 @@ def prune(
             masks: Masks = {}
             stats: list[LayerStat] = architecture_stats(model, small)
         elif isinstance(method, ScoreMethod):
-            masks = compute_masks(model, method, sparsity, batches, seed, exclude)
+            masks = compute_masks(model, method, sparsity, batches, seed, exclude, invert)
             small = copy.deepcopy(model)
             apply_masks(small, masks)
             stats = layer_stats(masks)
