@@ -1,0 +1,132 @@
+"""The leaderboard: a golden Markdown file for a fixed result set, the plot, failures shown,
+small n said honestly, data-driven figure tables, and which records of a run it reads."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from pai_bench.config import load_config, to_yaml
+from pai_bench.errors import UserError
+from pai_bench.leaderboard import load_run_records, write_leaderboard
+from pai_bench.runner.grid import expand_grid
+from pai_bench.store import ResultStore
+
+DATA = Path(__file__).parent / "data" / "leaderboard"
+#: Set to rewrite the golden file after an intended change of the leaderboard's layout.
+UPDATE = os.environ.get("PAI_BENCH_UPDATE_GOLDEN") == "1"
+
+
+def fixed_records() -> list[dict]:
+    """ResNet-20 / CIFAR-10 shaped records: dense, SynFlow, SNIP, SNIP with shuffled masks and
+    random at 90 and 99 % over 5 seeds, with one diverged SNIP and one failed random trial."""
+    return json.loads((DATA / "records.json").read_text())
+
+
+def write(records, path, **options):
+    return write_leaderboard(records, path, version="0.1.0", date="2025-01-01", **options)
+
+
+def main_table(text: str) -> dict[str, list[str]]:
+    """The first table of the first section: {row label: cells}."""
+    lines = text.split("\n## ", 1)[1].split("\n\n")[1].splitlines()[2:]
+    return {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]] for line in lines}
+
+
+def test_golden_markdown_and_plot(tmp_path):
+    md, png = write(fixed_records(), tmp_path / "toy.md")
+    assert png == tmp_path / "toy.png"
+    golden = DATA / "toy.md"
+    if UPDATE:
+        golden.write_text(md.read_text())
+    assert md.read_text() == golden.read_text()
+    data = png.read_bytes()
+    assert data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 10_000
+
+
+def test_table_marks_best_ties_failures_and_the_reference(tmp_path):
+    md, _ = write(fixed_records(), tmp_path / "toy.md")
+    text = md.read_text()
+    table = main_table(text)
+    assert table["*dense (reference)*"] == ["91.63 ± 0.13", "91.63 ± 0.13"]
+    assert table["synflow"][:2] == ["**88.55 ± 0.12**", "**80.38 ± 0.08**"]
+    assert table["snip"][:2] == ["88.43 ± 0.19 ≈", "76.41 ± 2.35 (n=4, 1 diverged)"]
+    assert table["random"][1] == "71.15 ± 0.36 (n=4, 1 failed)"
+    assert table["snip (shuffled)"][:2] == ["88.08 ± 0.20 ▼", "75.66 ± 0.59 ≈"]
+    assert "What 5 seeds can detect" in text and "0.0625 for the Wilcoxon" in text
+    assert "pai-bench 0.1.0 on 2025-01-01" in text and "160 epochs, batch 128" in text
+
+
+def test_one_seed_claims_nothing(tmp_path):
+    records = [r for r in fixed_records() if r["seed"] == 0]
+    md, png = write(records, tmp_path / "one.md")
+    text = md.read_text()
+    assert "With fewer than 2 seeds nothing is testable" in text
+    table = main_table(text)
+    assert table["synflow"] == ["**88.61**", "**80.37**"]
+    assert table["snip"] == ["88.50 ?", "78.53 ?"] and table["random"] == ["86.10 ?", "71.20 ?"]
+    assert table["snip (shuffled)"] == ["88.12 ?", "76.10 ?"]
+    assert "not testable (fewer than 2 seeds)" in text
+    assert png.stat().st_size > 0
+
+
+def test_wilcoxon_option_is_named_and_used(tmp_path):
+    md, _ = write(fixed_records(), tmp_path / "w.md", paired_test="wilcoxon")
+    text = md.read_text()
+    assert "Wilcoxon signed-rank test by seed" in text and "scipy.stats.wilcoxon" in text
+    # 5 seeds: no Wilcoxon comparison can be significant, so SNIP at 90 % stays tied.
+    assert "| 90 %       | snip            | 5   |" in text and "Wilcoxon | 0.0625" in text
+
+
+def test_figure_tables_follow_the_records(tmp_path):
+    records = fixed_records()
+    for r in records:
+        if r["status"] == "done":
+            r["diagnostics"] = {"ntk_condition": 10.0 + r["seed"], "label": "not a number"}
+    text = write(records, tmp_path / "d.md")[0].read_text()
+    assert "Diagnostics: ntk_condition, mean over seeds:" in text and "label" not in text
+    assert "Theoretical speed-up" in text and "71.4×" in text
+    # Empty layers: the max over seeds, shown because random at 99 % emptied its classifier.
+    empty = text.split("Empty layers")[1].split("\n\n")[1]
+    assert "| random          | 0      | 1      |" in empty
+    for r in records:
+        r.pop("speedup", None)
+        for layer in r.get("masks", {}).get("layers", []):
+            layer.update(kept=1, alive_outputs=1)
+    text = write(records, tmp_path / "e.md")[0].read_text()
+    assert "speed-up" not in text and "Empty layers" not in text and "No trial has an empty layer." in text
+
+
+def test_bad_input_is_a_user_error(tmp_path):
+    with pytest.raises(UserError, match="no trial records"):
+        write([], tmp_path / "x.md")
+    with pytest.raises(UserError, match="unknown test 'sign'"):
+        write(fixed_records(), tmp_path / "x.md", paired_test="sign")
+    duplicate = fixed_records()
+    duplicate.append({**duplicate[5], "key": "stale"})
+    with pytest.raises(UserError, match="two finished trials of synflow at sparsity 0.9, seed 0"):
+        write(duplicate, tmp_path / "x.md")
+
+
+def test_a_run_folder_gives_the_records_of_its_config(tmp_path, capsys):
+    config = load_config("quickstart", ["seeds=2", "methods=[dense,random]", "sparsities=[0.5]", f"out={tmp_path}"])
+    (tmp_path / "config.yaml").write_text(to_yaml(config))
+    store = ResultStore(tmp_path)
+    specs = expand_grid(config)
+    for i, spec in enumerate(specs):
+        store.write({"key": spec.key, "status": "done", "suite": "quickstart", "method": spec.method, "sparsity": spec.sparsity,
+                     "seed": spec.seed, "model": "quicknet", "dataset": "quickstart", "test_acc": 40.0 + i})
+    # An earlier protocol's record of the same trial stays out.
+    store.write({"key": "old-protocol", "status": "done", "suite": "quickstart", "method": "random", "sparsity": 0.5,
+                 "seed": 0, "model": "quicknet", "dataset": "quickstart", "test_acc": 10.0})
+    records = load_run_records(tmp_path)
+    assert sorted(r["key"] for r in records) == sorted(spec.key for spec in specs)
+    # Without its config, every record is read, and the clash is named.
+    (tmp_path / "config.yaml").unlink()
+    with pytest.raises(UserError, match="old-protocol"):
+        write(load_run_records(tmp_path), tmp_path / "lb.md")
+    with pytest.raises(UserError, match="no trial records in"):
+        load_run_records(tmp_path / "nothing")
