@@ -29,6 +29,7 @@ def results_frame(records: list[dict]) -> pd.DataFrame:
                 **{column: record.get(column) for column in SIZE_COLUMNS},
                 "budget": budget.get("ratio"),
                 "suite": record.get("suite"),
+                "cell": record.get("cell"),
                 "model": record.get("model"),
                 "dataset": record.get("dataset"),
                 "kept": masks.get("kept"),
@@ -55,12 +56,20 @@ def format_results(frame: pd.DataFrame, fmt: str) -> str:
 
 
 def summary_markdown(frame: pd.DataFrame) -> str:
-    """Mean ± std of test accuracy over seeds, methods as rows, sparsities as columns.
+    """Mean ± std of test accuracy over seeds, methods as rows, sparsities as columns; one table
+    per cell of a suite with cells (a transfer suite's datasets are never averaged together).
 
     Unfinished trials are counted beside each cell, never silently dropped.
     """
     if frame.empty:
         return "(no trials)\n"
+    if "cell" in frame and frame["cell"].notna().any():
+        named = frame["cell"].fillna("(no cell)")
+        return "\n".join(f"## {cell}\n\n" + _summary_table(group) for cell, group in frame.groupby(named, sort=True))
+    return _summary_table(frame)
+
+
+def _summary_table(frame: pd.DataFrame) -> str:
     cells: dict[str, dict[str, str]] = {}
     for (method, sparsity), group in frame.groupby(["method", "sparsity"], sort=True):
         done = group[group["status"] == "done"]["test_acc"].astype(float)

@@ -37,12 +37,20 @@ def _build(arch: str, num_classes: int, weights: str | None) -> nn.Module:
 
 
 def _pretrained_state_dict(arch: str, weights: str) -> Mapping[str, torch.Tensor]:
+    source = _weights_source(arch, weights)
+    if isinstance(source, Path):
+        return _load_file(source)
+    return _download(arch, source)
+
+
+def _weights_source(arch: str, weights: str) -> Path | torchvision.models.WeightsEnum:
+    """The file `weights` names, or torchvision's weights of that name; a `UserError` otherwise."""
     path = Path(weights).expanduser()
     if path.is_file():
-        return _load_file(path)
+        return path
     enum = torchvision.models.get_model_weights(arch)
     if weights in enum.__members__:
-        return _download(arch, enum[weights])
+        return enum[weights]
     if path.suffix in _STATE_DICT_SUFFIXES or "/" in weights or "\\" in weights:
         raise UserError(f"weights file not found: {path}")
     valid = ", ".join(enum.__members__)
@@ -50,6 +58,17 @@ def _pretrained_state_dict(arch: str, weights: str) -> Mapping[str, torch.Tensor
         f"unknown weights {weights!r} for torchvision-{arch}; "
         f"valid choices: {valid}, or a path to a state dict file"
     )
+
+
+def check_weights(model: str, weights: str) -> None:
+    """Fail now, offline and without reading the file, on `model.weights` a trial could not use,
+    rather than in every trial of a suite."""
+    arch = _ARCHS.get(model)
+    if arch is None:
+        raise UserError(
+            f"model {model!r} has no pretrained weights; model.weights works with {', '.join(_ARCHS)}"
+        )
+    _weights_source(arch, weights)
 
 
 def _download(arch: str, weights: torchvision.models.WeightsEnum) -> Mapping[str, torch.Tensor]:
@@ -77,6 +96,10 @@ def _first_line(error: BaseException) -> str:
     """Torch's errors run to many lines; a `UserError` is printed as one."""
     text = str(error).strip()
     return text.splitlines()[0] if text else type(error).__name__
+
+
+#: Registered name -> torchvision architecture.
+_ARCHS = {"torchvision-resnet18": "resnet18", "torchvision-resnet50": "resnet50"}
 
 
 @register_model("torchvision-resnet18")

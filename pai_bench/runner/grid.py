@@ -1,37 +1,47 @@
-"""The trial grid of a suite: method x sparsity x seed."""
+"""The trial grid of a suite: cell x method x sparsity x seed."""
 
 from __future__ import annotations
 
 import copy
 
-from pai_bench.config import SuiteConfig
+from pai_bench.config import CellConfig, SuiteConfig
 from pai_bench.plugins import method_class, resolve_options
 from pai_bench.trial import TrialSpec
 
 
-def expand_grid(config: SuiteConfig) -> list[TrialSpec]:
-    """Every trial of the suite, in seed-major order so early results cover every method.
+def suite_cells(config: SuiteConfig) -> dict[str | None, CellConfig]:
+    """The suite's cells by name; a suite without cells is one unnamed cell of its own sections."""
+    if config.cells:
+        return dict(config.cells)
+    return {None: CellConfig(model=config.model, data=config.data, train=config.train, prune=config.prune)}
 
-    A method that keeps every weight (dense) runs once per seed, at sparsity 0. Options are
-    resolved with their defaults, so the record (and the key) says exactly what ran.
+
+def expand_grid(config: SuiteConfig) -> list[TrialSpec]:
+    """Every trial of the suite, in seed-major order so early results cover every cell and method.
+
+    A method that keeps every weight (dense) runs once per seed and cell, at sparsity 0. Options
+    are resolved with their defaults, so the record (and the key) says exactly what ran.
     """
+    cells = suite_cells(config)
     specs = []
     for seed in range(config.seeds):
-        for method in config.methods:
-            options = vars(resolve_options(method, config.options.get(method, {})))
-            sparsities = [0.0] if method_class(method).keeps_everything else config.sparsities
-            for sparsity in sparsities:
-                specs.append(
-                    TrialSpec(
-                        method=method,
-                        sparsity=float(sparsity),
-                        seed=seed,
-                        options=copy.deepcopy(options),
-                        model=copy.deepcopy(config.model),
-                        data=copy.deepcopy(config.data),
-                        train=copy.deepcopy(config.train),
-                        prune=copy.deepcopy(config.prune),
-                        suite=config.suite,
+        for name, cell in cells.items():
+            for method in config.methods:
+                options = vars(resolve_options(method, config.options.get(method, {})))
+                sparsities = [0.0] if method_class(method).keeps_everything else config.sparsities
+                for sparsity in sparsities:
+                    specs.append(
+                        TrialSpec(
+                            method=method,
+                            sparsity=float(sparsity),
+                            seed=seed,
+                            options=copy.deepcopy(options),
+                            model=copy.deepcopy(cell.model),
+                            data=copy.deepcopy(cell.data),
+                            train=copy.deepcopy(cell.train),
+                            prune=copy.deepcopy(cell.prune),
+                            suite=config.suite,
+                            cell=name,
+                        )
                     )
-                )
     return specs

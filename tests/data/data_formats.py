@@ -64,3 +64,57 @@ CIFAR10_NAMES = [
     "ship",
     "truck",
 ]
+
+
+def write_cifar_batch(path: Path, data: np.ndarray, **labels: list[int]) -> None:
+    """One pickled batch as the official archives hold it: uint8 N x 3072 rows (R, G, B planes)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    content = {
+        "batch_label": f"batch {path.name}",
+        "data": data,
+        **labels,
+        "filenames": [f"{i}.png" for i in range(len(data))],
+    }
+    path.write_bytes(py2_pickle(content))
+
+
+def make_cifar(root: Path, name: str, train_labels: list[int], test_labels: list[int], rng: np.random.Generator) -> Path:
+    """A small `cifar-10-batches-py` (five train batches, test_batch, batches.meta) or
+    `cifar-100-python` (train, test, meta with fine and coarse labels) folder under `root`."""
+    def pixels(count: int) -> np.ndarray:
+        return rng.integers(0, 256, (count, 3072), dtype=np.uint8)
+
+    if name == "cifar10":
+        folder = root / "cifar-10-batches-py"
+        for batch, labels in enumerate(np.array_split(np.array(train_labels), 5), 1):
+            write_cifar_batch(folder / f"data_batch_{batch}", pixels(len(labels)), labels=labels.tolist())
+        write_cifar_batch(folder / "test_batch", pixels(len(test_labels)), labels=list(test_labels))
+        meta = {"num_cases_per_batch": len(train_labels) // 5, "label_names": CIFAR10_NAMES, "num_vis": 3072}
+        (folder / "batches.meta").write_bytes(py2_pickle(meta))
+        return folder
+    folder = root / "cifar-100-python"
+    for split, labels in (("train", list(train_labels)), ("test", list(test_labels))):
+        write_cifar_batch(folder / split, pixels(len(labels)), fine_labels=labels, coarse_labels=[label // 5 for label in labels])
+    meta = {"fine_label_names": [f"class{i:02d}" for i in range(100)], "coarse_label_names": [f"super{i:02d}" for i in range(20)]}
+    (folder / "meta").write_bytes(py2_pickle(meta))
+    return folder
+
+
+def make_tiny_imagenet(root: Path, classes: int, train_per_class: int, val_per_class: int, size: int, rng: np.random.Generator) -> Path:
+    """A `tiny-imagenet-200` tree: wnids.txt, train/<wnid>/images/*.JPEG with its boxes file,
+    val/images/*.JPEG labelled only through val/val_annotations.txt."""
+    folder = root / "tiny-imagenet-200"
+    wnids = [f"n{1000000 + 7 * c:08d}" for c in range(classes)]
+    folder.mkdir(parents=True)
+    (folder / "wnids.txt").write_text("".join(f"{wnid}\n" for wnid in wnids))
+    annotations = []
+    for wnid in wnids:
+        for i in range(train_per_class):
+            write_image(folder / "train" / wnid / "images" / f"{wnid}_{i}.JPEG", rng.integers(0, 256, (size, size, 3), dtype=np.uint8))
+        (folder / "train" / wnid / f"{wnid}_boxes.txt").write_text("")
+        for i in range(val_per_class):
+            file = f"val_{len(annotations)}.JPEG"
+            write_image(folder / "val" / "images" / file, rng.integers(0, 256, (size, size, 3), dtype=np.uint8))
+            annotations.append(f"{file}\t{wnid}\t0\t0\t{size}\t{size}\n")
+    (folder / "val" / "val_annotations.txt").write_text("".join(annotations))
+    return folder
