@@ -12,6 +12,9 @@ from pathlib import Path
 from pai_bench.errors import UserError, unknown_choice
 
 LISTABLE = ("methods", "suites", "models", "datasets")
+#: `pai-bench leaderboard DIR key=value`: out (the .md path; the .png goes beside it), alpha,
+#: test (the paired test: ttest | wilcoxon), title.
+LEADERBOARD_OPTIONS = ("out", "alpha", "test", "title")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -48,6 +51,14 @@ def _parser() -> argparse.ArgumentParser:
     results.add_argument("dir", type=Path)
     results.add_argument("--format", default="md", help="csv | md | json")
     results.set_defaults(handler=_results)
+
+    leaderboard = commands.add_parser(
+        "leaderboard",
+        help="the publishable leaderboard (Markdown + PNG) of a run folder: pai-bench leaderboard DIR [out=leaderboard/NAME.md]",
+    )
+    leaderboard.add_argument("dir", type=Path)
+    leaderboard.add_argument("options", nargs="*", metavar="key=value", help=f"{', '.join(LEADERBOARD_OPTIONS)}")
+    leaderboard.set_defaults(handler=_leaderboard)
     return parser
 
 
@@ -65,6 +76,8 @@ def _run(args: argparse.Namespace) -> int:
     summary = run_suite(config, progress=not args.no_progress)
     counts = ", ".join(f"{n} {status}" for status, n in sorted(summary.counts.items())) or "nothing to do"
     print(f"{summary.trials} trials in {summary.out}: {counts}")
+    if summary.counts.get("unfinished"):
+        print("pai-bench: the run stopped early; rerun the same command to resume it", file=sys.stderr)
     print(summary.summary_path.read_text())
     return 0
 
@@ -99,6 +112,36 @@ def _results(args: argparse.Namespace) -> int:
     if not store.trials.is_dir():
         raise UserError(f"no trial records in {args.dir} (expected {store.trials}); pass the out= folder of a run")
     print(format_results(results_frame(store.records()), args.format))
+    return 0
+
+
+def _leaderboard(args: argparse.Namespace) -> int:
+    from pai_bench.leaderboard import load_run_records, write_leaderboard
+    from pai_bench.stats import PAIRED_TESTS
+
+    options = {}
+    for item in args.options:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UserError(f"malformed option {item!r}: expected key=value, e.g. out=leaderboard/mysuite.md")
+        if key not in LEADERBOARD_OPTIONS:
+            raise unknown_choice("leaderboard option", key, LEADERBOARD_OPTIONS)
+        options[key] = value
+    try:
+        alpha = float(options.get("alpha", 0.05))
+    except ValueError:
+        raise UserError(f"alpha={options['alpha']!r} is not a number") from None
+    test = options.get("test", "ttest")
+    if test not in PAIRED_TESTS:
+        raise unknown_choice("test", test, PAIRED_TESTS)
+    records = load_run_records(args.dir)
+    suites = sorted({str(r.get("suite") or "custom") for r in records})
+    name = suites[0] if len(suites) == 1 else args.dir.resolve().name
+    out = Path(options.get("out", f"leaderboard/{name}.md"))
+    if out.suffix != ".md":
+        raise UserError(f"out={out} must name a .md file (the plot is written beside it as .png)")
+    md, png = write_leaderboard(records, out, alpha=alpha, paired_test=test, title=options.get("title"))
+    print(f"wrote {md} and {png} ({len(records)} trial records)")
     return 0
 
 

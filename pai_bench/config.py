@@ -20,7 +20,7 @@ from pai_bench.bundled import bundled_folder
 from pai_bench.errors import UserError, unknown_choice
 from pai_bench.plugins import list_methods, resolve_options
 
-EXECUTORS = ("local",)
+EXECUTORS = ("tune", "local")
 
 
 @dataclass
@@ -61,6 +61,43 @@ class PruneConfig:
     exclude: list[str] = field(default_factory=list)  # glob patterns of weights kept dense, e.g. fc.weight
 
 
+#: The sections a cell of a suite may override.
+CELL_SECTIONS = ("model", "data", "train", "prune")
+
+
+@dataclass
+class CellConfig:
+    """One model/dataset/protocol of a suite (e.g. transfer's CIFAR-10 fine-tuning).
+
+    In a suite file a cell lists only what differs from the suite's own sections; once loaded,
+    every field is resolved, in the order suite < cell < command line < command-line cell
+    (`train.epochs=2` cuts every cell down, `cells.cifar10.train.epochs=3` one of them).
+    """
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    prune: PruneConfig = field(default_factory=PruneConfig)
+
+
+@dataclass
+class ResourcesConfig:
+    """What one trial asks of the Ray cluster; it does not change results (nor the trial key)."""
+
+    cpu: float = 1.0  # CPU cores per trial; Ray sets the trial's torch threads (OMP_NUM_THREADS) to it
+    gpu: float = 1.0  # GPUs per trial: 0.25 packs four trials on a GPU; treated as 0 where the cluster has none
+
+
+@dataclass
+class RayConfig:
+    """Where and how the `tune` executor runs."""
+
+    address: Optional[str] = None  # auto: join the cluster `ray start` runs here; HOST:PORT: that one; unset: start Ray here
+    storage: Optional[str] = None  # trial checkpoints (Tune's storage); default <out>/ray; shared (NFS, s3://) on several nodes
+    max_failures: int = 2  # retries of a trial whose process died (node lost, killed), from its last checkpoint
+    max_concurrent: int = 0  # trials at once at most; 0: as many as the resources allow
+
+
 @dataclass
 class SuiteConfig:
     suite: str = "custom"  # the suite's name (set from suite=NAME)
@@ -73,7 +110,13 @@ class SuiteConfig:
     sparsities: list[float] = field(default_factory=lambda: [0.9])  # fraction of weights removed
     seeds: int = 5  # seeds 0..seeds-1, shared by all methods (same init and pruning split)
     options: dict[str, Any] = field(default_factory=dict)  # per-method options: {px: {rounds: 50}}
-    executor: str = "local"  # local
+    # name -> overrides of model/data/train/prune; the grid is cell x method x sparsity x seed.
+    # Empty: the suite is its own single cell. `cells=[a,b]` on the command line runs only those.
+    cells: dict[str, CellConfig] = field(default_factory=dict)
+    executor: str = "tune"  # tune (Ray Tune: parallel, clusters, retries) | local (in process, one trial at a time)
+    resources: ResourcesConfig = field(default_factory=ResourcesConfig)  # per trial, for executor=tune
+    ray: RayConfig = field(default_factory=RayConfig)
+    checkpoint_every: int = 10  # epochs between trial checkpoints, to resume a killed run mid-trial; 0: none
     out: Optional[str] = None  # results folder; default runs/<suite>
 
 
@@ -122,23 +165,70 @@ def load_config(suite: str | None, overrides: list[str] = ()) -> SuiteConfig:
             raise UserError(f"suite file {path} must hold a mapping, not {type(data).__name__}")
         data.setdefault("suite", path.stem)
         layers.append(_create(data, f"suite {path}"))
-    layers.append(_create(_dotlist_to_dict(list(overrides)), "overrides"))
-    try:
-        merged = OmegaConf.merge(*layers)
-    except ConfigKeyError as error:
-        raise UserError(_unknown_key_message(error, schema)) from None
-    except OmegaConfBaseException as error:
-        raise UserError(f"bad config value: {_first_line(error)}") from None
-    config: SuiteConfig = OmegaConf.to_object(merged)
+    else:
+        data = {}
+    selection, rest = _cell_selection(list(overrides))
+    command_line = _dotlist_to_dict(rest)
+    layers.append(_create(command_line, "overrides"))
+    config: SuiteConfig = OmegaConf.to_object(_merge(layers, schema))
+    config.cells = _resolve_cells(list(config.cells), selection, [data, command_line])
     validate(config)
     return config
 
 
+def _merge(layers: list[DictConfig], schema: DictConfig) -> DictConfig:
+    try:
+        return OmegaConf.merge(*layers)
+    except ConfigKeyError as error:
+        raise UserError(_unknown_key_message(error, schema)) from None
+    except OmegaConfBaseException as error:
+        key = getattr(error, "full_key", None)
+        raise UserError(f"bad config value{f' for {key}' if key else ''}: {_first_line(error)}") from None
+
+
+def _cell_selection(overrides: list[str]) -> tuple[list[str] | None, list[str]]:
+    """Split `cells=[a,b]` (or `cells=a`), which picks cells to run, from the other overrides.
+
+    `cells.NAME.section.field=value` is an ordinary override of one cell and stays.
+    """
+    selection, rest = None, []
+    for item in overrides:
+        key, _, value = item.partition("=")
+        parsed = OmegaConf.to_container(_parse_override(item)).get("cells") if key == "cells" else None
+        if isinstance(parsed, str):
+            parsed = [parsed]
+        if not isinstance(parsed, list):
+            rest.append(item)
+            continue
+        if not parsed:
+            raise UserError(f"{item!r} selects no cell; name at least one, e.g. cells=[{value.strip('[]') or 'NAME'}]")
+        selection = [str(name) for name in parsed]
+    return selection, rest
+
+
+def _resolve_cells(names: list[str], selection: list[str] | None, sources: list[dict]) -> dict[str, CellConfig]:
+    """Every selected cell with all its fields: suite < suite's cell < overrides < overrides' cell."""
+    if selection is not None:
+        if not names:
+            raise UserError(f"cells=[{','.join(selection)}]: this suite has no cells (it runs as one); drop cells=")
+        for name in selection:
+            if name not in names:
+                raise unknown_choice("cell", name, names)
+        names = [name for name in names if name in selection]
+    schema = OmegaConf.structured(CellConfig)
+    resolved = {}
+    for name in names:
+        layers: list[DictConfig] = [schema]
+        for source in sources:
+            sections = {key: source[key] for key in CELL_SECTIONS if source.get(key) is not None}
+            cell = (source.get("cells") or {}).get(name) or {}
+            layers += [_create(sections, f"cell {name}"), _create(cell, f"cell {name}")]
+        resolved[name] = OmegaConf.to_object(_merge(layers, schema))
+    return resolved
+
+
 def validate(config: SuiteConfig) -> None:
     """Checks OmegaConf's types cannot express: names that must be registered, ranges."""
-    from pai_bench.data import list_datasets
-    from pai_bench.models import list_models
-
     methods = list_methods()
     for method in config.methods:
         if method not in methods:
@@ -158,12 +248,44 @@ def validate(config: SuiteConfig) -> None:
         raise UserError(f"seeds={config.seeds}: need at least one seed")
     if config.executor not in EXECUTORS:
         raise unknown_choice("executor", config.executor, EXECUTORS)
-    if config.model.name not in list_models():
-        raise unknown_choice("model", config.model.name, list_models())
-    if config.data.name not in list_datasets():
-        raise unknown_choice("dataset", config.data.name, list_datasets())
-    if config.train.epochs < 1:
-        raise UserError(f"train.epochs={config.train.epochs}: need at least one epoch")
+    _validate_execution(config)
+    # What runs is the cells, or the suite's own sections when it has none.
+    for name, cell in (config.cells or {None: config}).items():
+        try:
+            _validate_cell(cell)
+        except UserError as error:
+            raise UserError(f"cell {name!r}: {error}" if name is not None else str(error)) from None
+
+
+def _validate_cell(cell: CellConfig | SuiteConfig) -> None:
+    from pai_bench.data import list_datasets
+    from pai_bench.models import list_models
+    from pai_bench.models.torchvision_resnet import check_weights
+
+    if cell.model.name not in list_models():
+        raise unknown_choice("model", cell.model.name, list_models())
+    if cell.model.weights is not None:
+        check_weights(cell.model.name, cell.model.weights)
+    if cell.data.name not in list_datasets():
+        raise unknown_choice("dataset", cell.data.name, list_datasets())
+    if cell.train.epochs < 1:
+        raise UserError(f"train.epochs={cell.train.epochs}: need at least one epoch")
+
+
+def _validate_execution(config: SuiteConfig) -> None:
+    cpu, gpu = config.resources.cpu, config.resources.gpu
+    if not cpu > 0:
+        raise UserError(f"resources.cpu={cpu}: a trial needs a positive number of CPU cores, e.g. resources.cpu=1")
+    if not gpu >= 0:
+        raise UserError(f"resources.gpu={gpu}: must be 0 (CPU only), a fraction of a GPU (0.25) or a whole number of GPUs")
+    if gpu > 1 and gpu != int(gpu):
+        raise UserError(f"resources.gpu={gpu}: above 1, Ray takes whole GPUs only (e.g. 2)")
+    if config.ray.max_failures < 0:
+        raise UserError(f"ray.max_failures={config.ray.max_failures}: must be 0 or more")
+    if config.ray.max_concurrent < 0:
+        raise UserError(f"ray.max_concurrent={config.ray.max_concurrent}: must be 0 (no limit) or more")
+    if config.checkpoint_every < 0:
+        raise UserError(f"checkpoint_every={config.checkpoint_every}: must be 0 (no checkpoints) or a number of epochs")
 
 
 def to_yaml(config: SuiteConfig) -> str:
@@ -183,10 +305,17 @@ def _dotlist_to_dict(overrides: list[str]) -> dict[str, Any]:
         head = item.split(".", 1)[0].split("=", 1)[0]
         routed = f"options.{item}" if head in methods and head not in fields else item
         try:
-            parsed = OmegaConf.merge(parsed, OmegaConf.from_dotlist([routed]))
-        except (OmegaConfBaseException, yaml.YAMLError) as error:
+            parsed = OmegaConf.merge(parsed, _parse_override(routed, item))
+        except OmegaConfBaseException as error:
             raise UserError(f"malformed override {item!r}: {_first_line(error)}") from None
     return OmegaConf.to_container(parsed)
+
+
+def _parse_override(routed: str, item: str | None = None) -> DictConfig:
+    try:
+        return OmegaConf.from_dotlist([routed])
+    except (OmegaConfBaseException, yaml.YAMLError) as error:
+        raise UserError(f"malformed override {item or routed!r}: {_first_line(error)}") from None
 
 
 def _create(data: dict, origin: str) -> DictConfig:
@@ -200,6 +329,10 @@ def _unknown_key_message(error: ConfigKeyError, schema: DictConfig) -> str:
     key = getattr(error, "full_key", None) or getattr(error, "key", "?")
     parent, _, leaf = str(key).rpartition(".")
     node = OmegaConf.select(schema, parent) if parent else schema
+    if parent.startswith("cells."):  # cells.NAME[.section]: the keys of a cell
+        inner = parent.split(".", 2)[2:]
+        cell = OmegaConf.structured(CellConfig)
+        node = OmegaConf.select(cell, inner[0]) if inner else cell
     valid = list(node.keys()) if isinstance(node, DictConfig) else []
     hint = "; a method option is METHOD.option=value" if not parent else ""
     return f"unknown key {key!r}; valid keys{' of ' + parent if parent else ''}: {', '.join(valid)}{hint}"

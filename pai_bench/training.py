@@ -3,6 +3,10 @@
 SGD with momentum, multi-step learning-rate decay, the suite's augmentation, masks kept in
 force by `MaskEnforcer`. A non-finite loss ends the run as diverged rather than as an error:
 that is a result about the method, and it is recorded as one.
+
+Training can stop after any epoch and go on later exactly: `train` hands out its state
+(weights, optimizer and scheduler, RNG, the epochs so far) every `save_every` epochs, and a run
+given that state as `resume` continues as if it had never stopped.
 """
 
 from __future__ import annotations
@@ -10,7 +14,8 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 import torch
@@ -22,6 +27,8 @@ from pai_bench.data import BatchLoader, Dataset, ImageSet
 from pai_bench.masks import MaskEnforcer
 
 EpochCallback = Callable[[dict], None]
+#: Receives `train`'s state after an epoch; see `train` for what it holds.
+SaveCallback = Callable[[dict], None]
 
 
 class Diverged(Exception):
@@ -115,13 +122,30 @@ def train(
     test_batches: BatchLoader,
     train_config: TrainConfig,
     on_epoch: EpochCallback | None = None,
+    *,
+    save_every: int = 0,
+    on_save: SaveCallback | None = None,
+    resume: Mapping | None = None,
 ) -> TrainResult:
-    """Train `model` in place with `masks` enforced; one metrics dict per epoch."""
+    """Train `model` in place with `masks` enforced; one metrics dict per epoch.
+
+    Every `save_every` epochs (0: never), `on_save` gets the training state, before `on_epoch`
+    sees that epoch's metrics: `epoch` (epochs done), `epochs` (their metrics), `model`,
+    `optimizer`, `scheduler`, `rng` (torch's CPU generator) and `cuda_rng` (None on CPU); it
+    can go through `torch.save` and `torch.load(weights_only=True)`. Given such a state as
+    `resume` (with the same model, masks, loaders and config), training continues after its
+    epoch and ends with the weights an uninterrupted run would have.
+    """
     optimizer, scheduler = make_optimizer(model, train_config)
     enforcer = MaskEnforcer(model, masks)
     result = TrainResult()
+    first_epoch = 0
+    if resume is not None:
+        first_epoch = _restore(resume, model, optimizer, scheduler)
+        result.epochs = [dict(metrics) for metrics in resume["epochs"]]
+        _skip_epochs(train_batches, first_epoch)
     try:
-        for epoch in range(train_config.epochs):
+        for epoch in range(first_epoch, train_config.epochs):
             started = time.perf_counter()
             lr = optimizer.param_groups[0]["lr"]
             train_loss, train_acc = _train_epoch(model, train_batches, optimizer, enforcer)
@@ -137,11 +161,67 @@ def train(
                 "seconds": time.perf_counter() - started,
             }
             result.epochs.append(metrics)
+            if on_save is not None and save_every > 0 and (epoch + 1) % save_every == 0:
+                on_save(training_state(epoch + 1, result.epochs, model, optimizer, scheduler))
             if on_epoch is not None:
                 on_epoch(metrics)
     finally:
         enforcer.remove()
     return result
+
+
+def training_state(
+    epoch: int,
+    epochs: Iterable[dict],
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+) -> dict:
+    """What `train` needs to go on after `epoch` exactly as if it had not stopped."""
+    scheduler_state = scheduler.state_dict()
+    # A Counter; older torch.load(weights_only=True) refuses it, a dict always loads.
+    scheduler_state["milestones"] = dict(scheduler_state["milestones"])
+    device = next((p.device for p in model.parameters() if p.device.type == "cuda"), None)
+    return {
+        "epoch": epoch,
+        "epochs": [dict(metrics) for metrics in epochs],
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler_state,
+        "rng": torch.get_rng_state(),
+        "cuda_rng": torch.cuda.get_rng_state(device) if device is not None else None,
+    }
+
+
+def _restore(
+    state: Mapping,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+) -> int:
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict({**state["scheduler"], "milestones": Counter(state["scheduler"]["milestones"])})
+    torch.set_rng_state(state["rng"])
+    if state.get("cuda_rng") is not None:
+        device = next(p.device for p in model.parameters() if p.device.type == "cuda")
+        torch.cuda.set_rng_state(state["cuda_rng"], device)
+    return int(state["epoch"])
+
+
+def _skip_epochs(batches: Iterable, count: int) -> None:
+    """Move `batches` past its first `count` epochs.
+
+    A `BatchLoader` draws an epoch's seed (its order and augmentation) when the epoch starts, so
+    starting an epoch and dropping it after one batch leaves the next epoch exactly where an
+    uninterrupted run would find it.
+    """
+    for _ in range(count):
+        epoch = iter(batches)
+        next(epoch, None)
+        close = getattr(epoch, "close", None)
+        if close is not None:
+            close()
 
 
 def _train_epoch(model: nn.Module, batches: BatchLoader, optimizer: torch.optim.Optimizer, enforcer: MaskEnforcer) -> tuple[float, float]:

@@ -7,14 +7,16 @@ changed protocol never reuses a stale record.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import platform
 import time
 import traceback
+import warnings
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 import torchvision
@@ -46,6 +48,7 @@ class TrialSpec:
     train: TrainConfig
     prune: PruneConfig = field(default_factory=PruneConfig)
     suite: str = "custom"
+    cell: str | None = None  # the suite's cell (None: a suite without cells); not in the key
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -55,6 +58,7 @@ class TrialSpec:
         """A short hash of everything that determines the trial's result."""
         content = self.as_dict()
         content.pop("suite")
+        content.pop("cell")  # its model/data/train are in the key; its name is only a label
         for section, name in NOT_IN_KEY:
             content[section].pop(name)
         content["pai_bench"] = __version__
@@ -73,6 +77,7 @@ class TrialSpec:
             train=TrainConfig(**data["train"]),
             prune=PruneConfig(**data.get("prune", {})),
             suite=data.get("suite", "custom"),
+            cell=data.get("cell"),
         )
 
 
@@ -90,6 +95,7 @@ def base_record(spec: TrialSpec, status: str) -> dict[str, Any]:
         "key": spec.key,
         "status": status,
         "suite": spec.suite,
+        "cell": spec.cell,
         "method": spec.method,
         "sparsity": spec.sparsity,
         "seed": spec.seed,
@@ -118,17 +124,45 @@ def input_shape(dataset: Dataset, data: DataConfig) -> tuple[int, ...]:
     return (channels, *size)
 
 
-def run_trial(spec: TrialSpec, on_epoch: EpochCallback | None = None, dataset: Dataset | None = None) -> dict[str, Any]:
+class CheckpointHook(Protocol):
+    """Where one trial keeps its latest checkpoint; the executor provides it.
+
+    The trial saves every `every` epochs (0: never) a dict that goes through `torch.save` and
+    `torch.load(weights_only=True)`, and at its start resumes from what `load` returns.
+    """
+
+    every: int
+
+    def load(self) -> dict[str, Any] | None:
+        """The latest checkpoint saved for this trial, or None to start from scratch."""
+
+    def save(self, state: dict[str, Any]) -> None:
+        """Keep `state` as this trial's latest checkpoint."""
+
+
+#: Bumped when a checkpoint's content changes; older checkpoints are then ignored.
+CHECKPOINT_FORMAT = 1
+
+
+def run_trial(
+    spec: TrialSpec,
+    on_epoch: EpochCallback | None = None,
+    dataset: Dataset | None = None,
+    checkpoint: CheckpointHook | None = None,
+) -> dict[str, Any]:
     """Run the trial and return its record: done, diverged, or failed with the reason.
 
     A bad config (UserError) or an internal error is recorded as `failed`, so a suite goes on
-    past one broken trial and nothing finished before it is lost.
+    past one broken trial and nothing finished before it is lost. With a `checkpoint` hook the
+    trial resumes from its latest checkpoint (the record then says `resumed_from_epoch`) and
+    ends with the weights and metrics of an uninterrupted run; `on_epoch` sees only the epochs
+    run now, the record holds them all.
     """
     record = base_record(spec, "running")
     started = time.perf_counter()
     try:
         dataset = dataset or load_trial_data(spec)
-        _run(spec, dataset, record, on_epoch)
+        _run(spec, dataset, record, on_epoch, checkpoint)
         record["status"] = "done"
     except Diverged as error:
         record.update(status="diverged", error=str(error))
@@ -141,9 +175,83 @@ def run_trial(spec: TrialSpec, on_epoch: EpochCallback | None = None, dataset: D
     return record
 
 
-def _run(spec: TrialSpec, dataset: Dataset, record: dict[str, Any], on_epoch: EpochCallback | None) -> None:
+def _run(
+    spec: TrialSpec,
+    dataset: Dataset,
+    record: dict[str, Any],
+    on_epoch: EpochCallback | None,
+    checkpoint: CheckpointHook | None,
+) -> None:
     device = resolve_device(spec.train.device)
     record["device"] = str(device)
+    saved = _usable_checkpoint(spec, checkpoint)
+    if saved is not None and saved["model_spec"] is not None:
+        # Pruning is skipped: the checkpoint holds the masks and the model's build, and setup's
+        # record fields, so a resumed trial is recorded as the uninterrupted one would be.
+        model = _rebuild(saved["model_spec"]).to(device)
+        masks = {name: mask.to(device) for name, mask in saved["masks"].items()}
+        setup = saved["setup"]
+    else:
+        model, masks, setup = _prune(spec, dataset, device)
+        if saved is not None:  # a model not from build_model: pruned again, for its architecture
+            masks = {name: mask.to(device) for name, mask in saved["masks"].items()}
+            setup = saved["setup"]
+    record.update(copy.deepcopy(setup))
+    train_config = scale_schedule(spec.train, setup["train_budget"]["ratio"])
+
+    train_set = dataset.train
+    if spec.data.subset is not None:
+        train_set = train_set.subset(stratified_subset(train_set.labels, spec.data.subset, spec.seed))
+    record["epochs"] = epochs = []
+    trained_before = 0.0
+    if saved is not None:
+        record["resumed_from_epoch"] = saved["train"]["epoch"]
+        epochs.extend(saved["train"]["epochs"])
+        trained_before = saved["train_s"]
+
+    def keep_epoch(metrics: dict) -> None:
+        epochs.append(metrics)
+        if on_epoch is not None:
+            on_epoch(metrics)
+
+    model_spec = getattr(model, "build_spec", None)
+    masks_cpu = {name: mask.cpu() for name, mask in masks.items()}
+
+    def save(state: dict) -> None:
+        checkpoint.save(
+            {
+                "format": CHECKPOINT_FORMAT,
+                "key": spec.key,
+                "setup": setup,
+                "model_spec": model_spec,
+                "masks": masks_cpu,
+                "train_s": trained_before + time.perf_counter() - train_started,
+                "train": state,
+            }
+        )
+
+    train_started = time.perf_counter()
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(spec.seed)
+        train(
+            model,
+            masks,
+            train_loader(train_set, dataset, spec.data, spec.train, spec.seed, device),
+            eval_loader(dataset.test, dataset, spec.data, spec.train, device),
+            train_config,
+            on_epoch=keep_epoch,
+            save_every=checkpoint.every if checkpoint is not None else 0,
+            on_save=save,
+            resume=saved["train"] if saved is not None else None,
+        )
+    record["timings"]["train_s"] = trained_before + time.perf_counter() - train_started
+    record["test_acc"] = epochs[-1]["test_acc"]
+    record["train_loss"] = epochs[-1]["train_loss"]
+
+
+def _prune(spec: TrialSpec, dataset: Dataset, device: torch.device) -> tuple[torch.nn.Module, dict, dict[str, Any]]:
+    """Build and prune the trial's model: the network to train, its masks, and the record's
+    fields about them (options, masks, timings, size figures, train budget, extras)."""
     model_options = {"weights": spec.model.weights} if spec.model.weights else {}
     model = build_model(spec.model.name, num_classes=dataset.num_classes, seed=spec.seed, **model_options).to(device)
 
@@ -151,49 +259,44 @@ def _run(spec: TrialSpec, dataset: Dataset, record: dict[str, Any], on_epoch: Ep
     pruning_batches = eval_loader(split, dataset, spec.data, spec.train, device)
     method = create_method(spec.method, spec.options)
     result = prune(model, method, spec.sparsity, pruning_batches, seed=spec.seed, exclude=spec.prune.exclude)
-    record["options"] = result.options
-    record["masks"] = {
+    setup: dict[str, Any] = {"options": result.options}
+    setup["masks"] = {
         "kept": result.kept,
         "total": result.total,
         "density": result.kept / result.total if result.total else 1.0,
         "collapsed_layers": sum(stat.collapsed for stat in result.layer_stats),
         "layers": [stat.as_dict() for stat in result.layer_stats],
     }
-    record["timings"] = {"prune_s": result.seconds}
+    setup["timings"] = {"prune_s": result.seconds}
     shape = input_shape(dataset, spec.data)
-    record.update(trial_figures(model, result.model, result.masks, shape))
+    setup.update(trial_figures(model, result.model, result.masks, shape))
     # The budget is derived from the spec (Scratch-B: MACs of the dense over the small model),
     # so it is recorded here and stays out of the key.
     budget = method.train_budget(model, result.model, shape) if isinstance(method, ArchitectureMethod) else 1.0
     train_config = scale_schedule(spec.train, budget)
-    record["train_budget"] = {"ratio": budget, "epochs": train_config.epochs, "milestones": list(train_config.milestones)}
+    setup["train_budget"] = {"ratio": budget, "epochs": train_config.epochs, "milestones": list(train_config.milestones)}
     if method.extras:  # read after train_budget, which may add to it
-        record["extras"] = dict(method.extras)
+        setup["extras"] = dict(method.extras)
+    return result.model, result.masks, setup
 
-    train_set = dataset.train
-    if spec.data.subset is not None:
-        train_set = train_set.subset(stratified_subset(train_set.labels, spec.data.subset, spec.seed))
-    record["epochs"] = epochs = []
 
-    def keep_epoch(metrics: dict) -> None:
-        epochs.append(metrics)
-        if on_epoch is not None:
-            on_epoch(metrics)
+def _usable_checkpoint(spec: TrialSpec, hook: CheckpointHook | None) -> dict[str, Any] | None:
+    """The hook's checkpoint if it is this trial's, in this format; otherwise start over."""
+    saved = hook.load() if hook is not None else None
+    if saved is None:
+        return None
+    if saved.get("format") != CHECKPOINT_FORMAT or saved.get("key") != spec.key:
+        warnings.warn(f"ignoring a checkpoint of another trial or format (key {saved.get('key')}, format {saved.get('format')}); trial {spec.key} starts over")
+        return None
+    return saved
 
-    train_started = time.perf_counter()
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        torch.manual_seed(spec.seed)
-        train(
-            result.model,
-            result.masks,
-            train_loader(train_set, dataset, spec.data, spec.train, spec.seed, device),
-            eval_loader(dataset.test, dataset, spec.data, spec.train, device),
-            train_config,
-            on_epoch=keep_epoch,
-        )
-    record["timings"]["train_s"] = time.perf_counter() - train_started
-    record["test_acc"] = epochs[-1]["test_acc"]
-    record["train_loss"] = epochs[-1]["train_loss"]
+
+def _rebuild(model_spec: dict[str, Any]) -> torch.nn.Module:
+    """The architecture `build_model` recorded; the checkpoint supplies every weight, so no
+    pretrained ones are fetched (and the seed, which keeps the caller's RNG untouched, does
+    not matter)."""
+    options = {name: value for name, value in model_spec["options"].items() if name != "weights"}
+    return build_model(model_spec["name"], model_spec["num_classes"], seed=0, **options)
 
 
 def _now() -> str:

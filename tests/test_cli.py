@@ -135,3 +135,50 @@ def test_bad_input_is_one_line_and_exit_2(args, fragment):
     assert "Traceback" not in result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and fragment in lines[0]
+
+
+# --- pai-bench leaderboard -------------------------------------------------------------------
+
+LEADERBOARD_RECORDS = ROOT / "tests" / "data" / "leaderboard" / "records.json"
+
+
+def leaderboard_run(tmp_path: Path) -> Path:
+    """A run folder holding the fixed leaderboard records (no config.yaml: every record counts)."""
+    store = ResultStore(tmp_path / "run")
+    for record in json.loads(LEADERBOARD_RECORDS.read_text()):
+        store.write(record)
+    return store.root
+
+
+def test_leaderboard_writes_markdown_and_plot(tmp_path, capsys):
+    run = leaderboard_run(tmp_path)
+    out = tmp_path / "published" / "cifar.md"
+    assert main(["leaderboard", str(run), f"out={out}", "alpha=0.01", "title=CIFAR-10, ResNet-20"]) == 0
+    assert f"wrote {out} and {out.with_suffix('.png')} (45 trial records)" in capsys.readouterr().out
+    text = out.read_text()
+    assert text.startswith("# CIFAR-10, ResNet-20\n") and "α = 0.01" in text and "![test accuracy against remaining weights](cifar.png)" in text
+    assert "| synflow " in text and "(n=4, 1 failed)" in text
+    assert out.with_suffix(".png").stat().st_size > 0
+
+
+def test_leaderboard_defaults_to_leaderboard_slash_suite(tmp_path, monkeypatch, capsys):
+    run = leaderboard_run(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    assert main(["leaderboard", str(run)]) == 0
+    assert (tmp_path / "leaderboard" / "toy.md").is_file() and (tmp_path / "leaderboard" / "toy.png").is_file()
+
+
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["leaderboard", "/nonexistent/run"], "no trial records in /nonexistent/run"),
+        (["leaderboard", ".", "outt=x.md"], "unknown leaderboard option 'outt'; valid choices: alpha, out, test, title"),
+        (["leaderboard", ".", "test=sign"], "unknown test 'sign'; valid choices: ttest, wilcoxon"),
+        (["leaderboard", ".", "alpha=high"], "alpha='high' is not a number"),
+    ],
+)
+def test_leaderboard_bad_input_is_one_line_and_exit_2(args, fragment):
+    result = run_cli(*args)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and fragment in lines[0]

@@ -1,6 +1,7 @@
 """Run a suite: expand its grid, hand the trials to an executor, write the summary.
 
-Where trials run (the executor) is kept apart from what a trial does (`pai_bench.trial`).
+Where trials run (the executor: `tune`, Ray Tune, or `local`, in this process) is kept apart
+from what a trial does (`pai_bench.trial`).
 """
 
 from __future__ import annotations
@@ -37,7 +38,13 @@ def run_suite(config: SuiteConfig, progress: bool = True) -> RunSummary:
     for spec in specs:
         if data_key(spec) not in datasets:
             datasets[data_key(spec)] = load_trial_data(spec)
-    counts = run_local(specs, store, datasets, progress=progress)
+    if config.executor == "tune":
+        # Imported here: Ray takes a while to import, and the local executor does without it.
+        from pai_bench.runner.tune import run_tune
+
+        counts = run_tune(specs, store, datasets, config.resources, config.ray, config.checkpoint_every, progress=progress)
+    else:
+        counts = run_local(specs, store, datasets, progress=progress, checkpoint_every=config.checkpoint_every)
     keys = {spec.key for spec in specs}
     frame = results_frame([record for record in store.records() if record["key"] in keys])
     summary_path = out / "results.md"

@@ -1,23 +1,36 @@
 """The in-process executor: trials one after another, for debugging and CPU runs.
 
 It knows nothing about pruning: it takes trial specs, skips the finished ones, runs the rest
-through `run_trial`, and writes each record as soon as it exists.
+through `run_trial`, and writes each record as soon as it exists. Each trial checkpoints to
+`<out>/checkpoints/<key>.pt` every `checkpoint_every` epochs, so a run killed mid-trial resumes
+that trial where it stopped (the running record names the checkpoint, a Tune one included);
+the file goes once the trial is done or diverged.
 """
 
 from __future__ import annotations
 
+import os
+import platform
 import sys
 from collections import Counter
 from collections.abc import Mapping, Sequence
 
+import torch
 from tqdm import tqdm
 
 from pai_bench.data import Dataset
-from pai_bench.store import ResultStore
+from pai_bench.runner.checkpoints import FileCheckpoint, resume_point
+from pai_bench.store import FINAL_STATUSES, ResultStore
 from pai_bench.trial import TrialSpec, base_record, data_key, run_trial
 
 
-def run_local(specs: Sequence[TrialSpec], store: ResultStore, datasets: Mapping[tuple, Dataset], progress: bool = True) -> Counter:
+def run_local(
+    specs: Sequence[TrialSpec],
+    store: ResultStore,
+    datasets: Mapping[tuple, Dataset],
+    progress: bool = True,
+    checkpoint_every: int = 0,
+) -> Counter:
     """Run the unfinished trials of `specs` on the preloaded `datasets` (by `data_key`);
     return how many ended in each status."""
     counts: Counter = Counter()
@@ -31,9 +44,7 @@ def run_local(specs: Sequence[TrialSpec], store: ResultStore, datasets: Mapping[
     try:
         for spec in todo:
             bar.set_description(f"{spec.method} s={spec.sparsity:g} seed={spec.seed}")
-            store.write(base_record(spec, "running"))
-            record = run_trial(spec, dataset=datasets[data_key(spec)])
-            store.write(record)
+            record = _run_one(spec, store, datasets[data_key(spec)], checkpoint_every)
             counts[record["status"]] += 1
             if record["status"] == "failed":
                 bar.write(f"trial {spec.key} ({spec.method}, s={spec.sparsity:g}, seed={spec.seed}) failed: {record['error']}")
@@ -43,3 +54,26 @@ def run_local(specs: Sequence[TrialSpec], store: ResultStore, datasets: Mapping[
         bar.close()
     return counts
 
+
+def _run_one(spec: TrialSpec, store: ResultStore, dataset: Dataset, checkpoint_every: int) -> dict:
+    """Run one trial, its running record naming its latest checkpoint; write its record."""
+    running = base_record(spec, "running")
+    point = resume_point(store.read(spec.key))
+    if point:
+        running["checkpoint"] = point
+    store.write(running)
+    path = store.root / "checkpoints" / f"{spec.key}.pt"
+
+    def saved(state: dict) -> None:
+        running["checkpoint"] = {"path": str(path.resolve()), "epoch": state["train"]["epoch"]}
+        store.write(running)
+
+    checkpoint = FileCheckpoint(path, checkpoint_every, resume_from=point["path"] if point else None, on_save=saved)
+    record = run_trial(spec, dataset=dataset, checkpoint=checkpoint)
+    record["runner"] = {"executor": "local", "node": platform.node(), "pid": os.getpid(), "threads": torch.get_num_threads()}
+    if record["status"] == "failed" and "checkpoint" in running:
+        record["checkpoint"] = running["checkpoint"]  # the next run resumes from it
+    store.write(record)
+    if record["status"] in FINAL_STATUSES:
+        checkpoint.discard()
+    return record

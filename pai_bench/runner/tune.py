@@ -1,0 +1,424 @@
+"""The Ray Tune executor: trials in parallel, packed on GPUs, across nodes, resumable.
+
+It knows nothing about pruning, and a trial knows nothing about Ray: this module is the glue.
+
+- Each unfinished trial is one Tune trial; the param space is a grid over them (the suite's
+  method x sparsity x seed x cell grid, less the finished trials), each asking for
+  `resources.cpu` cores and `resources.gpu` GPUs (a fraction packs trials on one GPU).
+- In a Tune worker, `run_trial` runs with two hooks: its per-epoch metrics go to
+  `tune.report`, and every `checkpoint_every` epochs its state rides along as a
+  `tune.Checkpoint`, which Tune copies to its storage (`ray.storage`, default `<out>/ray`).
+  The datasets are loaded once by the driver and shared through Ray's object store, so only the
+  driver needs the files.
+- The driver alone writes the results store, the single source of truth: a `running` record
+  when a trial starts, the same record naming the trial's latest checkpoint after each one,
+  and the final record that the trial's last report carries. Each write is atomic and a
+  trial's record has one file, so a killed driver loses or duplicates nothing.
+- Resume: every invocation is a fresh Tune experiment over the trials not `done` or
+  `diverged`; a `running` (or `failed`) record's checkpoint is where its trial resumes. A worker
+  that dies (node lost, process killed) is retried by Tune from its last checkpoint, up to
+  `ray.max_failures` times, then recorded as failed; an exception inside a trial is recorded
+  as failed at once, since running it again would only fail again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import ray
+import torch
+from ray import tune
+from tqdm import tqdm
+
+from pai_bench.config import RayConfig, ResourcesConfig
+from pai_bench.data import Dataset
+from pai_bench.errors import UserError
+from pai_bench.runner.checkpoints import STATE_FILE, read_checkpoint, read_state, resume_point
+from pai_bench.store import ResultStore
+from pai_bench.trial import TrialSpec, base_record, data_key, run_trial
+
+#: The metric of a trial's last report that carries its record (as JSON) to the driver.
+RECORD = "pai_bench_record"
+
+#: Tune's console output gives way to one progress line: the legacy output engine at verbose=0
+#: prints nothing (the new one always prints its banner); forced experiment snapshots (due to
+#: `num_to_keep`) are cheap next to a trial's epochs; Ctrl-C stops the run at once, as with
+#: the local executor (Tune's own handler would advise `Tuner.restore`, which is not how a
+#: pai-bench run resumes: rerunning the command is).
+QUIET_TUNE = {
+    "RAY_AIR_NEW_OUTPUT": "0",
+    "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0",
+    "TUNE_DISABLE_SIGINT_HANDLER": "1",
+}
+
+
+def run_tune(
+    specs: Sequence[TrialSpec],
+    store: ResultStore,
+    datasets: Mapping[tuple, Dataset],
+    resources: ResourcesConfig,
+    ray_config: RayConfig,
+    checkpoint_every: int = 0,
+    progress: bool = True,
+    callbacks: Sequence[Any] = (),
+) -> Counter:
+    """Run the unfinished trials of `specs` through Ray Tune; return how many ended in each
+    status (`unfinished`: trials the run left running, if it ended early).
+
+    Uses the Ray session this process already has, else joins the cluster at
+    `ray_config.address`, else starts Ray on this machine for the run. `callbacks` are extra
+    `ray.tune.Callback`s.
+    """
+    counts: Counter = Counter()
+    todo = []
+    for spec in specs:
+        if store.is_final(spec.key):
+            counts["skipped"] += 1
+        else:
+            todo.append(spec)
+    storage = _storage(ray_config.storage, store.root)
+    if todo:
+        with ray_session(ray_config.address) as joined:
+            request = _request(resources, todo, strict=not joined)
+            bar = tqdm(total=len(todo), unit="trial", disable=not progress, file=sys.stderr, dynamic_ncols=True)
+            recorder = _Recorder(store, {spec.key: spec for spec in todo}, storage, bar)
+            tuner = _tuner(todo, store, datasets, request, ray_config, checkpoint_every, storage, [recorder, *callbacks])
+            try:
+                with _environment(QUIET_TUNE):
+                    tuner.fit()
+            finally:
+                bar.close()
+        for spec in todo:
+            record = recorder.final.get(spec.key)
+            counts[record["status"] if record else "unfinished"] += 1
+    # Finished trials need no checkpoint, including those a killed run finished but left behind.
+    _discard_checkpoints(storage, [spec.key for spec in specs if store.is_final(spec.key)])
+    return counts
+
+
+def _request(resources: ResourcesConfig, todo: Sequence[TrialSpec], strict: bool) -> dict[str, float]:
+    """Each trial's resources on the cluster Ray is connected to, the user told of changes."""
+    request, notes = plan_resources(
+        resources.cpu,
+        resources.gpu,
+        [node["Resources"] for node in ray.nodes() if node["Alive"]],
+        cpu_only=all(spec.train.device == "cpu" for spec in todo),
+        strict=strict,
+    )
+    for note in notes:
+        print(f"pai-bench: {note}", file=sys.stderr)
+    return request
+
+
+def _tuner(
+    todo: Sequence[TrialSpec],
+    store: ResultStore,
+    datasets: Mapping[tuple, Dataset],
+    request: dict[str, float],
+    ray_config: RayConfig,
+    checkpoint_every: int,
+    storage: str,
+    callbacks: list,
+) -> tune.Tuner:
+    """One Tune experiment whose trials are `todo`, each resuming from its record's checkpoint."""
+    keys = sorted({data_key(spec) for spec in todo})
+    data_refs = [ray.put(datasets[key]) for key in keys]  # once per dataset, shared by trials
+    trials = [
+        {
+            "key": spec.key,
+            "spec": spec.as_dict(),
+            "data": keys.index(data_key(spec)),
+            "checkpoint_every": checkpoint_every,
+            "resume": resume_point(store.read(spec.key)),
+        }
+        for spec in todo
+    ]
+    return tune.Tuner(
+        tune.with_resources(tune.with_parameters(_trainable, datasets=data_refs), request),
+        param_space={"trial": tune.grid_search(trials)},
+        tune_config=tune.TuneConfig(
+            max_concurrent_trials=ray_config.max_concurrent or None,
+            reuse_actors=True,
+            trial_name_creator=_trial_name,
+            trial_dirname_creator=_trial_name,
+        ),
+        run_config=tune.RunConfig(
+            # A new experiment per invocation: a resumed trial reads its checkpoint from the
+            # earlier experiment's folder, which this one never writes into.
+            name=f"run-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}",
+            storage_path=storage,
+            failure_config=tune.FailureConfig(max_failures=ray_config.max_failures),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+            callbacks=callbacks,
+            verbose=0,
+        ),
+    )
+
+
+@contextlib.contextmanager
+def ray_session(address: str | None) -> Iterator[bool]:
+    """Ray for the run: the session this process already has, the cluster at `address`, or a
+    new one on this machine (shut down after). Yields whether it joined a running cluster."""
+    if ray.is_initialized():
+        yield True
+        return
+    options: dict[str, Any] = {"logging_level": logging.WARNING}
+    if address is None:
+        # "local": a new Ray for this run, even where `ray start` left one running (which
+        # ray.init() with no address would join); the dashboard is not worth its start-up here.
+        options.update(address="local", include_dashboard=False)
+    else:
+        options.update(address=address)
+    try:
+        ray.init(**options)
+    except (ConnectionError, RuntimeError, ValueError) as error:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        hint = ""
+        if address not in (None, "auto") and os.environ.get("RAY_AUTH_MODE") != "token":
+            hint = "; a cluster with token authentication needs RAY_AUTH_MODE=token and its token here (README: Running with Ray)"
+        raise UserError(f"cannot start or join Ray (ray.address={address}): {reason}{hint}") from None
+    try:
+        yield address is not None
+    finally:
+        ray.shutdown()
+
+
+@contextlib.contextmanager
+def _environment(variables: Mapping[str, str]) -> Iterator[None]:
+    """`variables` set in os.environ for the duration, unless the user set them already."""
+    added = {name: value for name, value in variables.items() if name not in os.environ}
+    os.environ.update(added)
+    try:
+        yield
+    finally:
+        for name in added:
+            os.environ.pop(name, None)
+
+
+def plan_resources(
+    cpu: float,
+    gpu: float,
+    nodes: Sequence[Mapping[str, float]],
+    cpu_only: bool = False,
+    strict: bool = True,
+) -> tuple[dict[str, float], list[str]]:
+    """What each trial asks the cluster for, given its nodes' resources, and notes for the user.
+
+    A trial asking for a GPU on a cluster without one would wait forever, so the GPU share
+    drops to 0 there (and when every trial trains on the CPU). A request that no node can hold
+    is an error on a cluster started for this run (`strict`), a note on a joined one, which
+    may yet grow.
+    """
+    notes = []
+    if gpu > 0 and cpu_only:
+        notes.append(f"train.device=cpu: trials ask for no GPU (resources.gpu={gpu:g} ignored)")
+        gpu = 0.0
+    elif gpu > 0 and not any(node.get("GPU", 0) > 0 for node in nodes):
+        notes.append(f"no GPU in the Ray cluster: trials run on the CPU (resources.gpu={gpu:g} ignored)")
+        gpu = 0.0
+    if not any(node.get("CPU", 0) >= cpu and node.get("GPU", 0) >= gpu for node in nodes):
+        largest = ", ".join(f"{node.get('CPU', 0):g} CPU + {node.get('GPU', 0):g} GPU" for node in nodes) or "no nodes"
+        message = f"no node of the Ray cluster can hold a trial of resources.cpu={cpu:g} resources.gpu={gpu:g} (nodes: {largest})"
+        if strict:
+            raise UserError(message + "; ask for less")
+        notes.append(message + "; trials wait until one joins")
+    return {"cpu": cpu, "gpu": gpu}, notes
+
+
+def _storage(storage: str | None, out: Path) -> str:
+    """Tune's storage: an absolute path (Tune requires one) or a URI such as s3://bucket/x."""
+    if storage is None:
+        return str((out / "ray").resolve())
+    return storage if "://" in storage else str(Path(storage).expanduser().resolve())
+
+
+def _trial_name(trial: Any) -> str:
+    config = trial.config["trial"]
+    spec = config["spec"]
+    cell = f"{spec['cell']}-" if spec.get("cell") else ""
+    return f"{cell}{spec['method']}-s{spec['sparsity']:g}-seed{spec['seed']}-{config['key']}"
+
+
+def _trainable(config: dict[str, Any], datasets: list) -> None:
+    """One trial in a Tune worker: run it with Tune's hooks, then report its record."""
+    logging.getLogger("ray.train").setLevel(logging.WARNING)  # one line per checkpoint otherwise
+    trial = config["trial"]
+    spec = TrialSpec.from_dict(trial["spec"])
+    hook = TuneCheckpoint(trial["checkpoint_every"], (trial["resume"] or {}).get("path"))
+    record = run_trial(spec, on_epoch=hook.report, dataset=ray.get(datasets[trial["data"]]), checkpoint=hook)
+    record["runner"] = {
+        "executor": "tune",
+        "node": ray.get_runtime_context().get_node_id(),
+        "node_ip": ray.util.get_node_ip_address(),
+        "gpu_ids": [str(gpu) for gpu in ray.get_gpu_ids()],
+        "pid": os.getpid(),
+        "threads": torch.get_num_threads(),
+    }
+    tune.report({"status": record["status"], RECORD: json.dumps(record, default=_plain)})
+
+
+class TuneCheckpoint:
+    """A trial's `CheckpointHook` inside Tune.
+
+    `save` stages the state in a folder and the epoch's `report` hands it to Tune, which copies
+    it to storage. `load` prefers the trial's own Tune checkpoint (after Tune retried it) and
+    otherwise reads `resume_from`, the checkpoint an earlier run left.
+    """
+
+    def __init__(self, every: int, resume_from: str | None) -> None:
+        self.every = every
+        self.resume_from = resume_from
+        self._staged: str | None = None
+
+    def load(self) -> dict[str, Any] | None:
+        checkpoint = tune.get_checkpoint()
+        if checkpoint is None and self.resume_from is not None:
+            if "://" not in self.resume_from:
+                return read_checkpoint(self.resume_from)
+            checkpoint = tune.Checkpoint(self.resume_from)
+        if checkpoint is None:
+            return None
+        try:
+            with checkpoint.as_directory() as folder:
+                return read_state(Path(folder) / STATE_FILE)
+        except Exception as error:  # storage gone or unreadable: start over, as read_state does
+            print(f"warning: cannot read checkpoint {checkpoint.path} ({error}); the trial starts over", file=sys.stderr)
+            return None
+
+    def save(self, state: dict[str, Any]) -> None:
+        self._staged = tempfile.mkdtemp(prefix="pai-bench-checkpoint-")
+        torch.save(state, Path(self._staged) / STATE_FILE)
+
+    def report(self, metrics: dict[str, Any]) -> None:
+        staged, self._staged = self._staged, None
+        try:
+            tune.report(dict(metrics), checkpoint=tune.Checkpoint.from_directory(staged) if staged else None)
+        finally:
+            if staged:
+                shutil.rmtree(staged, ignore_errors=True)
+
+
+def _plain(value: Any) -> Any:
+    if hasattr(value, "item"):
+        return value.item()
+    return str(value)
+
+
+class _Recorder(tune.Callback):
+    """The driver's side: writes every record, and shows trials done / running / failed."""
+
+    def __init__(self, store: ResultStore, specs: Mapping[str, TrialSpec], storage: str, bar: tqdm) -> None:
+        self.store = store
+        self.specs = specs
+        self.storage = storage
+        self.bar = bar
+        self.final: dict[str, dict[str, Any]] = {}
+        self.running: dict[str, dict[str, Any]] = {}
+
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        key = trial.config["trial"]["key"]
+        record = base_record(self.specs[key], "running")
+        # A trial Tune restarts after a lost worker keeps the latest checkpoint it reached.
+        point = self.running.get(key, {}).get("checkpoint") or trial.config["trial"]["resume"]
+        if point:
+            record["checkpoint"] = dict(point)
+        self.running[key] = record
+        self.store.write(record)
+        self._show()
+
+    def on_checkpoint(self, iteration: int, trials: list, trial: Any, checkpoint: Any, **info: Any) -> None:
+        key = trial.config["trial"]["key"]
+        if key in self.final or key not in self.running:
+            return
+        record = self.running[key]
+        # The result that carried the checkpoint is the trial's last one: Tune processes no other
+        # result of the trial until the checkpoint is handled.
+        record["checkpoint"] = {"path": _location(self.storage, checkpoint.path), "epoch": trial.last_result.get("epoch")}
+        self.store.write(record)
+
+    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+        if RECORD not in result:
+            return
+        # Taken out of the result, so Tune's own logs and experiment state stay small.
+        record = json.loads(result.pop(RECORD))
+        if record["status"] == "failed" and self.running.get(record["key"], {}).get("checkpoint"):
+            record["checkpoint"] = self.running[record["key"]]["checkpoint"]
+        self._finish(record)
+
+    def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        spec = self.specs[trial.config["trial"]["key"]]
+        self.bar.write(f"trial {spec.key} ({_label(spec)}) lost its worker: {_error(trial)}; retrying from its last checkpoint")
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        key = trial.config["trial"]["key"]
+        if key in self.final:
+            return
+        record = dict(self.running.get(key) or base_record(self.specs[key], "running"))
+        record.update(status="failed", error=f"worker failed {trial.num_failures} time(s), the last: {_error(trial)}")
+        self._finish(record)
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        key = trial.config["trial"]["key"]
+        if key not in self.final:  # a trial function that returned without its record: a bug
+            record = dict(self.running.get(key) or base_record(self.specs[key], "running"))
+            record.update(status="failed", error="the trial ended without reporting its record")
+            self._finish(record)
+
+    def _finish(self, record: dict[str, Any]) -> None:
+        self.final[record["key"]] = record
+        self.running.pop(record["key"], None)
+        self.store.write(record)
+        if record["status"] == "failed":
+            spec = self.specs[record["key"]]
+            self.bar.write(f"trial {spec.key} ({_label(spec)}) failed: {record.get('error')}")
+        self.bar.update()
+        self._show()
+
+    def _show(self) -> None:
+        statuses = Counter(record["status"] for record in self.final.values())
+        shown = {"running": len(self.running), **{status: statuses[status] for status in ("failed", "diverged") if statuses[status]}}
+        self.bar.set_postfix(shown, refresh=True)
+
+
+def _location(storage: str, path: str) -> str:
+    """A checkpoint's path as Tune reports it (a path on the storage's filesystem), as a path
+    or URI to read it back from."""
+    if "://" not in storage:
+        return path
+    scheme, rest = storage.rstrip("/").split("://", 1)
+    # Object stores (s3://bucket/x) keep the bucket in the path; hdfs://host:port/x drops the host.
+    for root in (rest, "/" + rest.partition("/")[2]):
+        if path == root or path.startswith(root + "/"):
+            return storage.rstrip("/") + path[len(root) :]
+    return f"{scheme}://{path.lstrip('/')}"
+
+
+def _discard_checkpoints(storage: str, keys: Sequence[str]) -> None:
+    """Delete the checkpoints of finished trials, from this run and earlier ones (local storage)."""
+    if "://" in storage or not keys:
+        return
+    root = Path(storage)
+    for key in keys:
+        for folder in root.glob(f"*/*-{key}/checkpoint_*"):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _label(spec: TrialSpec) -> str:
+    return f"{spec.method}, s={spec.sparsity:g}, seed={spec.seed}"
+
+
+def _error(trial: Any) -> str:
+    text = trial.get_error() if hasattr(trial, "get_error") else None
+    lines = [line for line in str(text or "").splitlines() if line.strip()]
+    return lines[-1].strip() if lines else "unknown error"
