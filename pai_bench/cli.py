@@ -79,6 +79,7 @@ def _run(args: argparse.Namespace) -> int:
     if summary.counts.get("unfinished"):
         print("pai-bench: the run stopped early; rerun the same command to resume it", file=sys.stderr)
     print(summary.summary_path.read_text())
+    print(f"leaderboard with significance tests: {summary.leaderboard_path} (and its .png)")
     return 0
 
 

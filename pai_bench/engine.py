@@ -48,12 +48,15 @@ class EngineSettings:
 
 
 class FastTrainer:
-    """Trains `model` in place with `masks` held at zero, one compiled step per batch.
+    """Trains `model` in place with `masks` held at zero, one compiled step per batch; the
+    caller steps `scheduler` after each epoch, as with the reference loop.
 
     Masked weights stay exactly zero the way `MaskEnforcer` keeps them (gradients masked
     before the optimizer, so momentum and weight decay see zeros; weights re-masked after it),
     but as two fused multiplies inside the compiled update instead of per-parameter hooks.
     """
+
+    engine = "fast"
 
     def __init__(
         self,
@@ -112,6 +115,12 @@ class FastTrainer:
         self.optimizer.step()
         torch._foreach_mul_(self.masked, self.masks)
 
+    def _new_step(self) -> None:
+        """CUDA graphs reuse their output buffers on the next replay; each step's outputs are
+        summed before it, and this tells the graph trees a new step begins."""
+        if self.settings.compile and self.device.type == "cuda":
+            torch.compiler.cudagraph_mark_step_begin()
+
     def _forward_for(self, loader: BatchLoader) -> Callable:
         """One compiled forward per loader, since each bakes its own augmentation in."""
         prepare = loader.prepare
@@ -127,6 +136,7 @@ class FastTrainer:
         correct = torch.zeros((), dtype=torch.int64, device=self.device)
         count = 0
         for images, labels, draws in loader.raw():
+            self._new_step()
             loss, batch_correct = forward(images, labels, draws)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -135,7 +145,6 @@ class FastTrainer:
             loss_sum += loss.detach().double() * labels.numel()
             correct += batch_correct
             count += labels.numel()
-        self.scheduler.step()
         return float(loss_sum) / max(count, 1), 100.0 * int(correct) / max(count, 1)
 
     @torch.no_grad()
@@ -147,6 +156,7 @@ class FastTrainer:
         correct = torch.zeros((), dtype=torch.int64, device=self.device)
         count = 0
         for images, labels, draws in loader.raw():
+            self._new_step()
             loss, batch_correct = forward(images, labels, draws)
             loss_sum += loss.double() * labels.numel()
             correct += batch_correct
@@ -156,4 +166,7 @@ class FastTrainer:
     @property
     def lr(self) -> float:
         return float(self.optimizer.param_groups[0]["lr"])
+
+    def close(self) -> None:
+        """Nothing to release: the masking lives inside the compiled update."""
 

@@ -24,6 +24,7 @@ from torch import nn
 
 from pai_bench.config import DataConfig, TrainConfig
 from pai_bench.data import BatchLoader, Dataset, ImageSet
+from pai_bench.engine import EngineSettings, FastTrainer
 from pai_bench.masks import MaskEnforcer
 
 EpochCallback = Callable[[dict], None]
@@ -38,6 +39,7 @@ class Diverged(Exception):
 @dataclass
 class TrainResult:
     epochs: list[dict] = field(default_factory=list)
+    engine: str = "reference"  # which loop trained: "reference" (fp32) or "fast" (pai_bench.engine)
 
     @property
     def final(self) -> dict:
@@ -115,6 +117,36 @@ def evaluate(model: nn.Module, loader: BatchLoader) -> tuple[float, float]:
     return loss_sum / max(count, 1), 100.0 * correct / max(count, 1)
 
 
+class ReferenceTrainer:
+    """The plain fp32 loop: one eager step per batch, masks held by `MaskEnforcer`. The fast
+    engine (`pai_bench.engine.FastTrainer`, same interface) is checked against it."""
+
+    engine = "reference"
+
+    def __init__(self, model: nn.Module, masks: Mapping[str, torch.Tensor], train_config: TrainConfig) -> None:
+        self.model = model
+        self.optimizer, self.scheduler = make_optimizer(model, train_config)
+        self.enforcer = MaskEnforcer(model, masks)
+
+    def train_epoch(self, batches: BatchLoader) -> tuple[float, float]:
+        return _train_epoch(self.model, batches, self.optimizer, self.enforcer)
+
+    def evaluate(self, batches: BatchLoader) -> tuple[float, float]:
+        return evaluate(self.model, batches)
+
+    def close(self) -> None:
+        self.enforcer.remove()
+
+
+def make_trainer(model: nn.Module, masks: Mapping[str, torch.Tensor], train_config: TrainConfig) -> ReferenceTrainer | FastTrainer:
+    """The fast engine on a GPU unless `train.fast=false`; the reference loop otherwise (on a
+    CPU the fast path would be the same eager fp32 loop)."""
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    if train_config.fast and device.type == "cuda":
+        return FastTrainer(model, masks, train_config, device, EngineSettings.for_device(device))
+    return ReferenceTrainer(model, masks, train_config)
+
+
 def train(
     model: nn.Module,
     masks: Mapping[str, torch.Tensor],
@@ -136,9 +168,9 @@ def train(
     `resume` (with the same model, masks, loaders and config), training continues after its
     epoch and ends with the weights an uninterrupted run would have.
     """
-    optimizer, scheduler = make_optimizer(model, train_config)
-    enforcer = MaskEnforcer(model, masks)
-    result = TrainResult()
+    trainer = make_trainer(model, masks, train_config)
+    optimizer, scheduler = trainer.optimizer, trainer.scheduler
+    result = TrainResult(engine=trainer.engine)
     first_epoch = 0
     if resume is not None:
         first_epoch = _restore(resume, model, optimizer, scheduler)
@@ -147,10 +179,12 @@ def train(
     try:
         for epoch in range(first_epoch, train_config.epochs):
             started = time.perf_counter()
-            lr = optimizer.param_groups[0]["lr"]
-            train_loss, train_acc = _train_epoch(model, train_batches, optimizer, enforcer)
+            lr = float(optimizer.param_groups[0]["lr"])
+            train_loss, train_acc = trainer.train_epoch(train_batches)
+            if not math.isfinite(train_loss):
+                raise Diverged(f"training loss became {train_loss}")
             scheduler.step()
-            test_loss, test_acc = evaluate(model, test_batches)
+            test_loss, test_acc = trainer.evaluate(test_batches)
             metrics = {
                 "epoch": epoch + 1,
                 "lr": lr,
@@ -166,7 +200,7 @@ def train(
             if on_epoch is not None:
                 on_epoch(metrics)
     finally:
-        enforcer.remove()
+        trainer.close()
     return result
 
 
@@ -238,7 +272,4 @@ def _train_epoch(model: nn.Module, batches: BatchLoader, optimizer: torch.optim.
         loss_sum += loss.detach().double().cpu() * targets.numel()
         correct += int((logits.argmax(dim=1) == targets).sum())
         count += targets.numel()
-    mean_loss = float(loss_sum) / max(count, 1)
-    if not math.isfinite(mean_loss):
-        raise Diverged(f"training loss became {mean_loss}")
-    return mean_loss, 100.0 * correct / max(count, 1)
+    return float(loss_sum) / max(count, 1), 100.0 * correct / max(count, 1)

@@ -73,7 +73,10 @@ def test_eager_fp32_fast_path_is_the_reference_loop(augment):
     enforcer.remove()
 
     trainer = FastTrainer(fast, masks, TRAIN, CPU, EAGER)
-    got = [trainer.train_epoch(fast_batches) for _ in range(3)]
+    got = []
+    for _ in range(3):
+        got.append(trainer.train_epoch(fast_batches))
+        trainer.scheduler.step()
 
     assert trainer.lr == pytest.approx(0.1 * 0.1 * 0.1)
     for (loss, acc), (ref_loss, ref_acc) in zip(got, expected, strict=True):
@@ -91,6 +94,7 @@ def test_compiled_step_keeps_masked_weights_at_zero_and_trains_the_rest():
     trainer = FastTrainer(model, masks, TRAIN, CPU, COMPILED)
     for _ in range(2):
         loss, _ = trainer.train_epoch(loader())
+        trainer.scheduler.step()
         assert math.isfinite(loss)
     params = dict(model.named_parameters())
     for name, mask in masks.items():
@@ -113,6 +117,8 @@ def test_compiled_step_matches_the_eager_step():
     for _ in range(2):
         eager_metrics = eager.train_epoch(loader())
         compiled_metrics = compiled.train_epoch(loader())
+        eager.scheduler.step()
+        compiled.scheduler.step()
         assert compiled_metrics[0] == pytest.approx(eager_metrics[0], rel=1e-4)
     test = BatchLoader(images(13, seed=9), batch_size=5, mean=MEAN, std=STD)
     assert compiled.evaluate(test) == pytest.approx(eager.evaluate(test), rel=1e-4)
@@ -123,3 +129,21 @@ def test_compiled_step_matches_the_eager_step():
 def test_settings_per_device():
     assert EngineSettings.for_device(CPU) == EngineSettings()
     assert not EngineSettings.for_device(CPU).compile
+
+
+def test_train_uses_the_reference_loop_on_cpu_whatever_fast_says():
+    """On a CPU the fast path would be the same eager fp32 loop, so `train` says it ran the
+    reference, and `fast` (like the device) stays out of the trial key."""
+    import dataclasses
+
+    from pai_bench.training import ReferenceTrainer, make_trainer, train
+    from pai_bench.trial import NOT_IN_KEY
+
+    torch.manual_seed(0)
+    model = TinyNet()
+    masks = half_masks(model)
+    assert isinstance(make_trainer(model, masks, TRAIN), ReferenceTrainer)
+    test = BatchLoader(images(13, seed=9), batch_size=5, mean=MEAN, std=STD)
+    result = train(model, masks, loader(), test, dataclasses.replace(TRAIN, epochs=1, fast=True))
+    assert result.engine == "reference" and len(result.epochs) == 1
+    assert ("train", "fast") in NOT_IN_KEY

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pai_bench.config import SuiteConfig, out_dir, to_yaml
+from pai_bench.leaderboard import write_leaderboard
 from pai_bench.report import results_frame, summary_markdown
 from pai_bench.runner.grid import expand_grid
 from pai_bench.runner.local import run_local
@@ -24,6 +25,7 @@ class RunSummary:
     trials: int
     counts: Counter
     summary_path: Path
+    leaderboard_path: Path
 
 
 def run_suite(config: SuiteConfig, progress: bool = True) -> RunSummary:
@@ -46,7 +48,10 @@ def run_suite(config: SuiteConfig, progress: bool = True) -> RunSummary:
     else:
         counts = run_local(specs, store, datasets, progress=progress, checkpoint_every=config.checkpoint_every)
     keys = {spec.key for spec in specs}
-    frame = results_frame([record for record in store.records() if record["key"] in keys])
+    records = [record for record in store.records() if record["key"] in keys]
     summary_path = out / "results.md"
-    summary_path.write_text(f"# {config.suite}\n\ntest accuracy (%), mean ± std over seeds\n\n" + summary_markdown(frame))
-    return RunSummary(out=out, trials=len(specs), counts=counts, summary_path=summary_path)
+    summary_path.write_text(f"# {config.suite}\n\ntest accuracy (%), mean ± std over seeds\n\n" + summary_markdown(results_frame(records)))
+    # The publishable tables, with the tests; `pai-bench leaderboard DIR out=leaderboard/NAME.md`
+    # writes them where they are published.
+    leaderboard_path, _ = write_leaderboard(records, out / "leaderboard.md", title=config.suite)
+    return RunSummary(out=out, trials=len(specs), counts=counts, summary_path=summary_path, leaderboard_path=leaderboard_path)
