@@ -131,26 +131,15 @@ class FastTrainer:
     def train_epoch(self, loader: BatchLoader) -> tuple[float, float]:
         """One epoch; (mean loss, accuracy in percent) read back once, at its end."""
         self.model.train()
-        forward = self._forward_for(loader)
-        loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
-        correct = torch.zeros((), dtype=torch.int64, device=self.device)
-        count = 0
-        for images, labels, draws in loader.raw():
-            self._new_step()
-            loss, batch_correct = forward(images, labels, draws)
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            with torch.no_grad():
-                self._update()
-            loss_sum += loss.detach().double() * labels.numel()
-            correct += batch_correct
-            count += labels.numel()
-        return float(loss_sum) / max(count, 1), 100.0 * int(correct) / max(count, 1)
+        return self._epoch(loader, update=True)
 
     @torch.no_grad()
     def evaluate(self, loader: BatchLoader) -> tuple[float, float]:
         """(mean loss, accuracy in percent) over the whole loader."""
         self.model.eval()
+        return self._epoch(loader, update=False)
+
+    def _epoch(self, loader: BatchLoader, update: bool) -> tuple[float, float]:
         forward = self._forward_for(loader)
         loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
         correct = torch.zeros((), dtype=torch.int64, device=self.device)
@@ -158,7 +147,12 @@ class FastTrainer:
         for images, labels, draws in loader.raw():
             self._new_step()
             loss, batch_correct = forward(images, labels, draws)
-            loss_sum += loss.double() * labels.numel()
+            if update:
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                with torch.no_grad():
+                    self._update()
+            loss_sum += loss.detach().double() * labels.numel()
             correct += batch_correct
             count += labels.numel()
         return float(loss_sum) / max(count, 1), 100.0 * int(correct) / max(count, 1)

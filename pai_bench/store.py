@@ -11,13 +11,15 @@ import json
 import os
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 #: Outcomes that rerunning would not change; other records (failed, running) are run again.
 FINAL_STATUSES = ("done", "diverged")
 STATUSES = ("done", "failed", "diverged", "running")
+
+T = TypeVar("T")
 
 
 class ResultStore:
@@ -54,6 +56,10 @@ class ResultStore:
     def is_final(self, key: str) -> bool:
         record = self.read(key)
         return record is not None and record.get("status") in FINAL_STATUSES
+
+    def unfinished(self, specs: Iterable[T]) -> list[T]:
+        """The specs (anything with a `key`) whose trial has no final record: what a run does."""
+        return [spec for spec in specs if not self.is_final(spec.key)]
 
     def records(self) -> list[dict[str, Any]]:
         return [record for record in self._iter_records() if record is not None]

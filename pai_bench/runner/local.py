@@ -33,13 +33,8 @@ def run_local(
 ) -> Counter:
     """Run the unfinished trials of `specs` on the preloaded `datasets` (by `data_key`);
     return how many ended in each status."""
-    counts: Counter = Counter()
-    todo = []
-    for spec in specs:
-        if store.is_final(spec.key):
-            counts["skipped"] += 1
-        else:
-            todo.append(spec)
+    todo = store.unfinished(specs)
+    counts: Counter = +Counter(skipped=len(specs) - len(todo))  # unary + drops a zero count
     bar = tqdm(total=len(todo), unit="trial", disable=not progress, file=sys.stderr, dynamic_ncols=True)
     try:
         for spec in todo:

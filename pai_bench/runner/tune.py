@@ -80,13 +80,8 @@ def run_tune(
     `ray_config.address`, else starts Ray on this machine for the run. `callbacks` are extra
     `ray.tune.Callback`s.
     """
-    counts: Counter = Counter()
-    todo = []
-    for spec in specs:
-        if store.is_final(spec.key):
-            counts["skipped"] += 1
-        else:
-            todo.append(spec)
+    todo = store.unfinished(specs)
+    counts: Counter = +Counter(skipped=len(specs) - len(todo))  # unary + drops a zero count
     storage = _storage(ray_config.storage, store.root)
     if todo:
         with ray_session(ray_config.address) as joined:

@@ -8,22 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from data_formats import CIFAR10_NAMES, py2_pickle
+from data_formats import CIFAR10_NAMES, py2_pickle, write_cifar_batch
 
 import pai_bench.data.download
 from pai_bench.data import load_dataset
 from pai_bench.errors import UserError
-
-def write_batch(path: Path, data: np.ndarray, **labels: list[int]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    content = {
-        "batch_label": f"batch {path.name}",
-        "data": data,
-        **labels,
-        "filenames": [f"{i}.png" for i in range(len(data))],
-    }
-    path.write_bytes(py2_pickle(content))
-
 
 def write_cifar10(
     root: Path, rng: np.random.Generator
@@ -33,11 +22,11 @@ def write_cifar10(
     for batch in range(1, 6):
         data = rng.integers(0, 256, (2, 3072), dtype=np.uint8)
         labels = [batch % 10, (batch * 3) % 10]
-        write_batch(folder / f"data_batch_{batch}", data, labels=labels)
+        write_cifar_batch(folder / f"data_batch_{batch}", data, labels=labels)
         train_data.append(data)
         train_labels += labels
     test_data = rng.integers(0, 256, (3, 3072), dtype=np.uint8)
-    write_batch(folder / "test_batch", test_data, labels=[9, 0, 4])
+    write_cifar_batch(folder / "test_batch", test_data, labels=[9, 0, 4])
     meta = {"num_cases_per_batch": 2, "label_names": CIFAR10_NAMES, "num_vis": 3072}
     (folder / "batches.meta").write_bytes(py2_pickle(meta))
     return np.concatenate(train_data), train_labels, test_data, [9, 0, 4]
@@ -69,9 +58,9 @@ def test_cifar100_uses_fine_labels(tmp_path: Path, rng: np.random.Generator) -> 
     folder = tmp_path / "cifar-100-python"
     names = [f"class{i:02d}" for i in range(100)]
     train = rng.integers(0, 256, (4, 3072), dtype=np.uint8)
-    write_batch(folder / "train", train, fine_labels=[99, 5, 0, 42], coarse_labels=[1, 2, 3, 4])
+    write_cifar_batch(folder / "train", train, fine_labels=[99, 5, 0, 42], coarse_labels=[1, 2, 3, 4])
     test = rng.integers(0, 256, (2, 3072), dtype=np.uint8)
-    write_batch(folder / "test", test, fine_labels=[7, 8], coarse_labels=[0, 0])
+    write_cifar_batch(folder / "test", test, fine_labels=[7, 8], coarse_labels=[0, 0])
     meta = {"fine_label_names": names, "coarse_label_names": [f"super{i}" for i in range(20)]}
     (folder / "meta").write_bytes(py2_pickle(meta))
 
