@@ -54,11 +54,15 @@ class TrainConfig:
     gamma: float = 0.1
     eval_batch_size: int = 1000  # does not change results
     device: str = "auto"  # auto | cpu | cuda | cuda:N; does not change the trial key
+    fast: bool = True  # on a GPU: bf16, channels_last, compiled CUDA-graph steps (pai_bench.engine); false: the plain fp32 loop
 
 
 @dataclass
 class PruneConfig:
     exclude: list[str] = field(default_factory=list)  # glob patterns of weights kept dense, e.g. fc.weight
+    # Examples per pruning batch; None: the whole pruning split in one batch (PX, Synaptic-Flow).
+    # In the key: under train-mode BatchNorm (GraSP, iter-snip, PX authors) it changes the masks.
+    batch_size: Optional[int] = None
 
 
 #: The sections a cell of a suite may override.
@@ -99,6 +103,14 @@ class RayConfig:
 
 
 @dataclass
+class DiagnosticsConfig:
+    """Measurements added to each trial; they do not change its result (nor the trial key)."""
+
+    ntk: bool = False  # empirical NTK trace and top eigenvalues at init, pruned vs dense (pai_bench.diagnostics)
+    ntk_examples: int = 8  # pruning-split examples the NTK is measured on; memory ~ examples x classes x weights
+
+
+@dataclass
 class SuiteConfig:
     suite: str = "custom"  # the suite's name (set from suite=NAME)
     description: str = ""
@@ -110,6 +122,9 @@ class SuiteConfig:
     sparsities: list[float] = field(default_factory=lambda: [0.9])  # fraction of weights removed
     seeds: int = 5  # seeds 0..seeds-1, shared by all methods (same init and pruning split)
     options: dict[str, Any] = field(default_factory=dict)  # per-method options: {px: {rounds: 50}}
+    # Sanity checks (shuffle | reinit | invert): one more trial per mask method, sparsity and seed.
+    ablations: list[str] = field(default_factory=list)
+    diagnostics: DiagnosticsConfig = field(default_factory=DiagnosticsConfig)
     # name -> overrides of model/data/train/prune; the grid is cell x method x sparsity x seed.
     # Empty: the suite is its own single cell. `cells=[a,b]` on the command line runs only those.
     cells: dict[str, CellConfig] = field(default_factory=dict)
@@ -246,6 +261,9 @@ def validate(config: SuiteConfig) -> None:
             raise UserError(f"sparsity {sparsity} is outside [0, 1): it is the fraction of weights removed")
     if config.seeds < 1:
         raise UserError(f"seeds={config.seeds}: need at least one seed")
+    _validate_ablations(config)
+    if config.diagnostics.ntk_examples < 1:
+        raise UserError(f"diagnostics.ntk_examples={config.diagnostics.ntk_examples}: need at least one example")
     if config.executor not in EXECUTORS:
         raise unknown_choice("executor", config.executor, EXECUTORS)
     _validate_execution(config)
@@ -255,6 +273,18 @@ def validate(config: SuiteConfig) -> None:
             _validate_cell(cell)
         except UserError as error:
             raise UserError(f"cell {name!r}: {error}" if name is not None else str(error)) from None
+
+
+def _validate_ablations(config: SuiteConfig) -> None:
+    from pai_bench.ablations import applies_to, check_ablation
+
+    for name in config.ablations:
+        check_ablation(name)
+    if config.ablations and not any(applies_to(method) for method in config.methods):
+        raise UserError(
+            f"ablations={list(config.ablations)} apply to none of methods={list(config.methods)}: "
+            "they need a method that scores weights (e.g. snip, synflow), not dense or scratch-e/b"
+        )
 
 
 def _validate_cell(cell: CellConfig | SuiteConfig) -> None:
@@ -270,6 +300,8 @@ def _validate_cell(cell: CellConfig | SuiteConfig) -> None:
         raise unknown_choice("dataset", cell.data.name, list_datasets())
     if cell.train.epochs < 1:
         raise UserError(f"train.epochs={cell.train.epochs}: need at least one epoch")
+    if cell.prune.batch_size is not None and cell.prune.batch_size < 1:
+        raise UserError(f"prune.batch_size={cell.prune.batch_size}: must be positive, or null for the whole pruning split")
 
 
 def _validate_execution(config: SuiteConfig) -> None:

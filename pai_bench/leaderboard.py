@@ -4,16 +4,20 @@ One table per (suite, model, dataset): methods as rows, sparsities as columns, c
 "mean ± std" of test accuracy over seeds. The best method of a column is bold, the methods
 not significantly worse than it are marked, the dense model is a reference row, and failed
 or diverged trials are counted in their cell. Under each table, figure tables that the
-records can fill (theoretical speed-up, empty layers, diagnostics) are added; the footer
+records can fill (theoretical speed-up, layer collapse, diagnostics such as the NTK at
+initialisation) are added, and a link to the table's per-layer density plot; the footer
 says the test, alpha, the seeds, what that many seeds can detect, the protocol and the
 versions. The statistics are `pai_bench.stats`; this module only lays them out.
 
-`write_leaderboard(records, "leaderboard/NAME.md")` writes NAME.md and NAME.png.
+`write_leaderboard(records, "leaderboard/NAME.md")` writes NAME.md and NAME.png, and for each
+table whose records have per-layer mask figures, NAME-layers-<table>.png: every method's
+per-layer density at each sparsity.
 """
 
 from __future__ import annotations
 
 import math
+import re
 import sys
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -83,7 +87,7 @@ FIGURES: list[Figure] = [
         fmt="{:.3g}×",
     ),
     Figure(
-        "empty layers (no weight kept, so no output unit alive), max over seeds",
+        "layer collapse: layers with no weight kept or no output unit alive (output width 0), max over seeds",
         empty_layers,
         aggregate="max",
         fmt="{:.0f}",
@@ -93,11 +97,24 @@ FIGURES: list[Figure] = [
 ]
 
 
+#: Titles of the diagnostics pai-bench records (`pai_bench.trial`, `diagnostics.ntk=true`); any
+#: other numeric key gets a table titled by its name.
+DIAGNOSTIC_TITLES = {
+    "ntk_trace_ratio": "NTK trace at initialisation, pruned / dense (empirical NTK on a small batch), mean over seeds",
+    "ntk_top_eigenvalue_ratio": "NTK top eigenvalue at initialisation, pruned / dense, mean over seeds",
+}
+
+
 def diagnostic_figures(records: Iterable[Mapping[str, Any]]) -> list[Figure]:
     """One figure per numeric key of the records' `diagnostics` (e.g. NTK figures)."""
-    names = sorted({k for r in records for k, v in (r.get("diagnostics") or {}).items() if _number(v) is not None})
+    found = {k for r in records for k, v in (r.get("diagnostics") or {}).items() if _number(v) is not None}
+    names = [name for name in DIAGNOSTIC_TITLES if name in found] + sorted(found - DIAGNOSTIC_TITLES.keys())
     return [
-        Figure(f"diagnostics: {name}, mean over seeds", lambda r, n=name: _number((r.get("diagnostics") or {}).get(n)), reference=True)
+        Figure(
+            DIAGNOSTIC_TITLES.get(name, f"diagnostics: {name}, mean over seeds"),
+            lambda r, n=name: _number((r.get("diagnostics") or {}).get(n)),
+            reference=True,
+        )
         for name in names
     ]
 
@@ -116,7 +133,8 @@ def write_leaderboard(
     date: str | None = None,
 ) -> tuple[Path, Path]:
     """Write the leaderboard of `records` (trial records, any status) to `out_md` and its plot
-    beside it (same name, `.png`); return both paths.
+    beside it (same name, `.png`); return both paths. The per-layer density plots go beside
+    them too (`layer_plot_path`), one per table whose records have per-layer mask figures.
 
     `version` and `date` default to this pai-bench's version and today (ISO); pass them to
     get a byte-identical file from the same records.
@@ -133,10 +151,16 @@ def write_leaderboard(
     out_md.parent.mkdir(parents=True, exist_ok=True)
     png = out_md.with_suffix(".png")
     plot_leaderboard(analysis, png)
+    layer_plots = {}
+    for group, cells in _groups(analysis).items():
+        path = layer_plot_path(out_md, group)
+        if plot_layer_densities(group, cells, path) is not None:
+            layer_plots[group] = path.name
     text = leaderboard_markdown(
         analysis,
         records,
         plot=png.name,
+        layer_plots=layer_plots,
         title=title,
         version=version or __version__,
         date=date or _date.today().isoformat(),
@@ -187,6 +211,7 @@ def leaderboard_markdown(
     title: str | None,
     version: str,
     date: str,
+    layer_plots: Mapping[Group, str] | None = None,
 ) -> str:
     groups = _groups(analysis)
     suites = sorted({g.suite for g in groups})
@@ -200,7 +225,7 @@ def leaderboard_markdown(
     if plot:
         lines += [f"![test accuracy against remaining weights]({plot})", ""]
     for group, cells in groups.items():
-        lines += _group_section(analysis, group, cells, records)
+        lines += _group_section(analysis, group, cells, records, (layer_plots or {}).get(group))
     lines += _ranking_section(analysis)
     lines += _footer(analysis, records, version, date)
     return "\n".join(lines).rstrip() + "\n"
@@ -269,7 +294,7 @@ def _columns(cells: Sequence[Cell]) -> list[Cell]:
     return [c for c in cells if not c.reference]
 
 
-def _group_section(analysis: Analysis, group: Group, cells: list[Cell], records) -> list[str]:
+def _group_section(analysis: Analysis, group: Group, cells: list[Cell], records, layer_plot: str | None = None) -> list[str]:
     references = _references(cells)
     columns = _columns(cells)
     modal_n = _modal_n(cells)
@@ -291,6 +316,8 @@ def _group_section(analysis: Analysis, group: Group, cells: list[Cell], records)
             hidden.append(figure.absent)
     if hidden:
         lines += [" ".join(hidden), ""]
+    if layer_plot:
+        lines += [f"![per-layer density of each method at each sparsity]({layer_plot})", ""]
     lines += _details(analysis, columns)
     return lines
 
@@ -485,7 +512,10 @@ def _describe(config: Mapping[str, Any]) -> str:
         f"lr ×{train.get('gamma')} at epochs {list(train.get('milestones') or [])}"
     )
     parts.append(f"augmentation {data.get('augment')}")
-    parts.append(f"pruning split {data.get('prune_per_class')} images per class")
+    parts.append(
+        f"pruning split {data.get('prune_per_class')} images per class"
+        + (f" in batches of {prune['batch_size']}" if prune.get("batch_size") else "")
+    )
     if prune.get("exclude"):
         parts.append(f"kept dense: {', '.join(prune['exclude'])}")
     return ", ".join(parts) + "."
@@ -557,6 +587,109 @@ def plot_leaderboard(analysis: Analysis, path: str | Path) -> Path:
     path = Path(path)
     figure.savefig(path, dpi=120, metadata={"Software": None})
     return path
+
+
+def layer_plot_path(out_md: str | Path, group: Group) -> Path:
+    """Where `write_leaderboard` puts a table's per-layer density plot: beside the Markdown."""
+    where = [group.suite, group.cell, group.model, group.dataset]
+    slug = re.sub(r"[^A-Za-z0-9._]+", "-", "-".join(str(part) for part in where if part)).strip("-")
+    out_md = Path(out_md)
+    return out_md.with_name(f"{out_md.stem}-layers-{slug}.png")
+
+
+def layer_densities(records: Iterable[Mapping[str, Any]]) -> dict[str, tuple[float, bool]]:
+    """Per layer, in layer order: its mean density over the records that carry per-layer mask
+    figures (any status: the mask is chosen before training), and whether any of them left it
+    with no weight."""
+    found: dict[str, list[float]] = {}
+    for record in records:
+        for layer in (record.get("masks") or {}).get("layers") or []:
+            density = _number(layer.get("density"))
+            if density is not None and layer.get("name") is not None:
+                found.setdefault(str(layer["name"]), []).append(density)
+    return {name: (sum(values) / len(values), min(values) <= 0) for name, values in found.items()}
+
+
+def layer_density_panels(cells: Sequence[Cell]) -> list[tuple[float, dict[str, dict[str, tuple[float, bool]]]]]:
+    """What the per-layer density plot draws: per sparsity column, each row's `layer_densities`.
+
+    An ablation whose layer densities are its method's (shuffle, reinit: the same counts per
+    layer) is left out, as its line would hide under its method's.
+    """
+    panels = []
+    for cell in _columns(cells):
+        lines = {}
+        for key in _row_order([cell]):
+            densities = layer_densities(cell.rows[key].records)
+            base = cell.rows.get(key.base)
+            if key.ablation and base is not None and _same_densities(densities, layer_densities(base.records)):
+                continue
+            if densities:
+                lines[key.label] = densities
+        if lines:
+            panels.append((cell.sparsity, lines))
+    return panels
+
+
+def plot_layer_densities(group: Group, cells: Sequence[Cell], path: str | Path) -> Path | None:
+    """Per-layer density of every method, one panel per sparsity (layers on the x axis in
+    network order, mean density over seeds on a log scale; ×: a layer some seed left with no
+    weight, on the floor when every seed did). None, and no file, when no record of the table
+    has per-layer figures.
+    """
+    from matplotlib.figure import Figure as MplFigure
+    from matplotlib.lines import Line2D
+
+    panels = layer_density_panels(cells)
+    if not panels:
+        return None
+    layers: dict[str, None] = {}  # every layer name, in order of first appearance
+    for _, lines in panels:
+        for densities in lines.values():
+            layers.update(dict.fromkeys(densities))
+    names = list(layers)
+    positive = [d for _, lines in panels for densities in lines.values() for d, _ in densities.values() if d > 0]
+    floor = min(positive, default=1.0) / 3
+    ncols = min(3, len(panels))
+    nrows = math.ceil(len(panels) / ncols)
+    width = max(5.5, min(0.18 * len(names) + 2.5, 14.0))
+    figure = MplFigure(figsize=(width * ncols + 3, 4.2 * nrows + 0.5), layout="constrained")  # + the legend
+    axes = figure.subplots(nrows, ncols, squeeze=False, sharey=True).ravel()
+    colours: dict[str, Any] = {}
+    every = max(1, math.ceil(len(names) / 40))  # at most ~40 layer names on an axis
+    for ax, (sparsity, lines) in zip(axes, panels):
+        for label, densities in lines.items():
+            x = [i for i, name in enumerate(names) if name in densities]
+            y = [max(densities[names[i]][0], floor) for i in x]
+            line = ax.plot(x, y, marker="o", markersize=3, linewidth=1, label=label, color=colours.get(label))
+            colours.setdefault(label, line[0].get_color())
+            empty = [(i, v) for i, v in zip(x, y) if densities[names[i]][1]]
+            if empty:
+                ax.plot(*zip(*empty), linestyle="none", marker="x", markersize=8, color=colours[label])
+        ax.set_yscale("log")
+        ax.set_ylim(floor / 1.5, 1.5)
+        ax.axhline(1 - sparsity, color="black", linestyle="--", linewidth=0.8, label="overall density" if ax is axes[0] else None)
+        ax.set_xticks(range(0, len(names), every), labels=names[::every], rotation=90, fontsize="x-small")
+        ax.set_xlabel("layer (network order)")
+        ax.set_ylabel("density (kept / weights), log scale")
+        ax.set_title(f"{sparsity_label(sparsity)} sparsity", fontsize="medium")
+        ax.grid(True, which="both", alpha=0.3)
+    handles = {}
+    for ax in axes[: len(panels)]:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(label, handle)
+    handles["no weight kept in some seed"] = Line2D([], [], color="grey", marker="x", linestyle="none", markersize=8)
+    figure.legend(list(handles.values()), list(handles), loc="outside right upper", fontsize="small")
+    figure.suptitle(f"{group.label}\nper-layer density, mean over seeds")
+    for ax in axes[len(panels):]:
+        ax.set_visible(False)
+    path = Path(path)
+    figure.savefig(path, dpi=100, metadata={"Software": None})
+    return path
+
+
+def _same_densities(a: Mapping[str, tuple[float, bool]], b: Mapping[str, tuple[float, bool]]) -> bool:
+    return bool(a) and a.keys() == b.keys() and all(abs(a[name][0] - b[name][0]) <= 1e-12 and a[name][1] == b[name][1] for name in a)
 
 
 # --- formatting helpers ---------------------------------------------------------------------

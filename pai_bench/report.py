@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pandas as pd
 
+from pai_bench.ablations import row_label
+
 #: The leading columns of `pai-bench results`, in order; other fields follow.
 LEADING = ["key", "method", "sparsity", "seed", "status", "test_acc"]
 FORMATS = ("csv", "md", "json")
@@ -28,6 +30,7 @@ def results_frame(records: list[dict]) -> pd.DataFrame:
                 "test_acc": record.get("test_acc"),
                 **{column: record.get(column) for column in SIZE_COLUMNS},
                 "budget": budget.get("ratio"),
+                "ablation": record.get("ablation"),
                 "suite": record.get("suite"),
                 "cell": record.get("cell"),
                 "model": record.get("model"),
@@ -71,7 +74,10 @@ def summary_markdown(frame: pd.DataFrame) -> str:
 
 def _summary_table(frame: pd.DataFrame) -> str:
     cells: dict[str, dict[str, str]] = {}
-    for (method, sparsity), group in frame.groupby(["method", "sparsity"], sort=True):
+    # An ablated trial (`snip (shuffled)`) is a row of its own, never averaged with its method.
+    ablation = frame["ablation"] if "ablation" in frame else pd.Series(None, index=frame.index)
+    rows = [row_label(m, a if isinstance(a, str) else None) for m, a in zip(frame["method"], ablation)]
+    for (method, sparsity), group in frame.groupby([pd.Series(rows, index=frame.index, name="method"), "sparsity"], sort=True):
         done = group[group["status"] == "done"]["test_acc"].astype(float)
         text = f"{done.mean():.2f} ± {done.std(ddof=1) if len(done) > 1 else 0.0:.2f} (n={len(done)})" if len(done) else "–"
         others = group[group["status"] != "done"]["status"].value_counts()

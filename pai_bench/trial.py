@@ -14,18 +14,21 @@ import platform
 import time
 import traceback
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any, Protocol
 
 import torch
 import torchvision
 
-from pai_bench.config import DataConfig, ModelConfig, PruneConfig, TrainConfig
-from pai_bench.data import Dataset, load_dataset
+from pai_bench.ablations import applies_to, check_ablation, reinit_seed, shuffle_masks
+from pai_bench.config import DataConfig, DiagnosticsConfig, ModelConfig, PruneConfig, TrainConfig
+from pai_bench.data import Dataset, ImageSet, load_dataset
 from pai_bench.data.splits import class_balanced_indices, stratified_subset
+from pai_bench.diagnostics import ntk_diagnostics
 from pai_bench.errors import UserError
 from pai_bench.flops import trial_figures
+from pai_bench.masks import apply_masks, layer_stats
 from pai_bench.method import ArchitectureMethod
 from pai_bench.models import build_model
 from pai_bench.plugins import create_method
@@ -34,7 +37,18 @@ from pai_bench.training import Diverged, EpochCallback, eval_loader, resolve_dev
 from pai_bench.version import __version__
 
 #: Fields that change where or how fast a trial runs, not what it computes.
-NOT_IN_KEY = {("data", "root"), ("data", "download"), ("train", "device"), ("train", "eval_batch_size")}
+NOT_IN_KEY = {
+    ("data", "root"),
+    ("data", "download"),
+    ("train", "device"),
+    ("train", "eval_batch_size"),
+    # the engine, like the device, changes the arithmetic (bf16, fused kernels), not the
+    # protocol; its accuracy is checked against the fp32 loop, and each record says which ran
+    ("train", "fast"),
+}
+#: Fields added after trials were first keyed: hashed only when set (not None), so the trials
+#: that do not use them keep their keys, and their finished records.
+KEY_ONLY_WHEN_SET = {("ablation",), ("prune", "batch_size")}
 
 
 @dataclass(frozen=True)
@@ -49,6 +63,10 @@ class TrialSpec:
     prune: PruneConfig = field(default_factory=PruneConfig)
     suite: str = "custom"
     cell: str | None = None  # the suite's cell (None: a suite without cells); not in the key
+    ablation: str | None = None  # shuffle | reinit | invert (pai_bench.ablations); None: the method as it is
+    # Measurements beside the result (NTK at init): not in the key, since they change nothing
+    # the trial computes; a finished trial rerun with them turned on is not run again.
+    diagnostics: DiagnosticsConfig = field(default_factory=DiagnosticsConfig)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -59,8 +77,15 @@ class TrialSpec:
         content = self.as_dict()
         content.pop("suite")
         content.pop("cell")  # its model/data/train are in the key; its name is only a label
+        content.pop("diagnostics")
         for section, name in NOT_IN_KEY:
             content[section].pop(name)
+        for *sections, name in KEY_ONLY_WHEN_SET:
+            where = content
+            for section in sections:
+                where = where[section]
+            if where.get(name) is None:
+                where.pop(name, None)
         content["pai_bench"] = __version__
         canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), default=str)
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
@@ -78,6 +103,8 @@ class TrialSpec:
             prune=PruneConfig(**data.get("prune", {})),
             suite=data.get("suite", "custom"),
             cell=data.get("cell"),
+            ablation=data.get("ablation"),
+            diagnostics=DiagnosticsConfig(**data.get("diagnostics", {})),
         )
 
 
@@ -97,6 +124,7 @@ def base_record(spec: TrialSpec, status: str) -> dict[str, Any]:
         "suite": spec.suite,
         "cell": spec.cell,
         "method": spec.method,
+        "ablation": spec.ablation,
         "sparsity": spec.sparsity,
         "seed": spec.seed,
         "model": spec.model.name,
@@ -233,7 +261,7 @@ def _run(
     train_started = time.perf_counter()
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(spec.seed)
-        train(
+        trained = train(
             model,
             masks,
             train_loader(train_set, dataset, spec.data, spec.train, spec.seed, device),
@@ -245,39 +273,109 @@ def _run(
             resume=saved["train"] if saved is not None else None,
         )
     record["timings"]["train_s"] = trained_before + time.perf_counter() - train_started
+    record["engine"] = trained.engine
     record["test_acc"] = epochs[-1]["test_acc"]
     record["train_loss"] = epochs[-1]["train_loss"]
 
 
 def _prune(spec: TrialSpec, dataset: Dataset, device: torch.device) -> tuple[torch.nn.Module, dict, dict[str, Any]]:
     """Build and prune the trial's model: the network to train, its masks, and the record's
-    fields about them (options, masks, timings, size figures, train budget, extras)."""
+    fields about them (options, masks, timings, size figures, train budget, extras, and the
+    diagnostics at init when asked for)."""
+    if spec.ablation is not None:
+        check_ablation(spec.ablation)
+        if not applies_to(spec.method):
+            raise UserError(f"ablation {spec.ablation!r} does not apply to {spec.method!r}: it chooses no mask by scores")
     model_options = {"weights": spec.model.weights} if spec.model.weights else {}
     model = build_model(spec.model.name, num_classes=dataset.num_classes, seed=spec.seed, **model_options).to(device)
 
     split = dataset.train.subset(class_balanced_indices(dataset.train.labels, spec.data.prune_per_class, spec.seed))
-    pruning_batches = eval_loader(split, dataset, spec.data, spec.train, device)
     method = create_method(spec.method, spec.options)
-    result = prune(model, method, spec.sparsity, pruning_batches, seed=spec.seed, exclude=spec.prune.exclude)
+    result = prune(
+        model,
+        method,
+        spec.sparsity,
+        pruning_loader(split, dataset, spec, device),
+        seed=spec.seed,
+        exclude=spec.prune.exclude,
+        invert=spec.ablation == "invert",
+    )
+    dense, pruned, masks, stats = model, result.model, result.masks, result.layer_stats
     setup: dict[str, Any] = {"options": result.options}
+    if spec.ablation in ("shuffle", "reinit"):
+        dense, masks, setup["ablation_seed"] = _ablate(spec, model, masks, dataset.num_classes, device)
+        pruned = copy.deepcopy(dense)
+        apply_masks(pruned, masks)
+        stats = layer_stats(masks)
+    kept, total = sum(stat.kept for stat in stats), sum(stat.total for stat in stats)
     setup["masks"] = {
-        "kept": result.kept,
-        "total": result.total,
-        "density": result.kept / result.total if result.total else 1.0,
-        "collapsed_layers": sum(stat.collapsed for stat in result.layer_stats),
-        "layers": [stat.as_dict() for stat in result.layer_stats],
+        "kept": kept,
+        "total": total,
+        "density": kept / total if total else 1.0,
+        "collapsed_layers": sum(stat.collapsed for stat in stats),
+        "layers": [stat.as_dict() for stat in stats],
     }
     setup["timings"] = {"prune_s": result.seconds}
     shape = input_shape(dataset, spec.data)
-    setup.update(trial_figures(model, result.model, result.masks, shape))
+    setup.update(trial_figures(dense, pruned, masks, shape))
     # The budget is derived from the spec (Scratch-B: MACs of the dense over the small model),
     # so it is recorded here and stays out of the key.
-    budget = method.train_budget(model, result.model, shape) if isinstance(method, ArchitectureMethod) else 1.0
+    budget = method.train_budget(model, pruned, shape) if isinstance(method, ArchitectureMethod) else 1.0
     train_config = scale_schedule(spec.train, budget)
     setup["train_budget"] = {"ratio": budget, "epochs": train_config.epochs, "milestones": list(train_config.milestones)}
     if method.extras:  # read after train_budget, which may add to it
         setup["extras"] = dict(method.extras)
-    return result.model, result.masks, setup
+    if spec.diagnostics.ntk:
+        ntk = ntk_diagnostics(dense, pruned, masks, ntk_inputs(split, dataset, spec, device))
+        # Numeric top-level keys are what the leaderboard tabulates; the summaries ride along.
+        setup["diagnostics"] = {
+            "ntk_trace_ratio": ntk["trace_ratio"],
+            "ntk_top_eigenvalue_ratio": ntk["top_eigenvalue_ratio"],
+            "ntk": ntk,
+        }
+        setup["timings"]["ntk_s"] = ntk["pruned"]["seconds"] + ntk["dense"]["seconds"]
+    return pruned, masks, setup
+
+
+def _ablate(
+    spec: TrialSpec, model: torch.nn.Module, masks: dict, num_classes: int, device: torch.device
+) -> tuple[torch.nn.Module, dict, int]:
+    """The dense network and masks of a shuffle or reinit trial, and the seed that made them.
+
+    shuffle: the method's masks permuted within each layer, on the unpruned network's weights
+    (not the masked copy, whose zeros would follow the old mask). reinit: the method's masks on
+    a network initialised from another seed; a pretrained model gets random weights, since
+    fresh weights are the point.
+    """
+    if spec.ablation == "shuffle":
+        generator = torch.Generator().manual_seed(spec.seed)  # CPU: the same permutation on any device
+        return model, shuffle_masks(masks, generator), spec.seed
+    seed = reinit_seed(spec.seed)
+    return build_model(spec.model.name, num_classes=num_classes, seed=seed).to(device), masks, seed
+
+
+def pruning_loader(split: ImageSet, dataset: Dataset, spec: TrialSpec, device: torch.device):
+    """The pruning split in batches of `prune.batch_size`, or in one batch when it is None.
+
+    Not `train.eval_batch_size`: that one only changes speed and stays out of the key, while
+    the pruning batch changes the masks of methods that score in train-mode BatchNorm.
+    """
+    size = spec.prune.batch_size or len(split)
+    return eval_loader(split, dataset, spec.data, replace(spec.train, eval_batch_size=size), device)
+
+
+def ntk_inputs(split: ImageSet, dataset: Dataset, spec: TrialSpec, device: torch.device) -> torch.Tensor:
+    """The first `diagnostics.ntk_examples` of the pruning split, taken one class after another
+    (the split is grouped by class), so a small batch still spans many classes."""
+    labels = split.labels.cpu()
+    rank = torch.zeros_like(labels)
+    for label in labels.unique():
+        where = (labels == label).nonzero().flatten()
+        rank[where] = torch.arange(len(where))
+    order = torch.argsort(rank * (int(labels.max()) + 1) + labels)[: spec.diagnostics.ntk_examples]
+    chosen = split.subset(order)
+    loader = eval_loader(chosen, dataset, spec.data, replace(spec.train, eval_batch_size=len(chosen)), device)
+    return next(iter(loader))[0]
 
 
 def _usable_checkpoint(spec: TrialSpec, hook: CheckpointHook | None) -> dict[str, Any] | None:

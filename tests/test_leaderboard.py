@@ -11,9 +11,11 @@ import pytest
 
 from pai_bench.config import load_config, to_yaml
 from pai_bench.errors import UserError
-from pai_bench.leaderboard import load_run_records, write_leaderboard
+from pai_bench import stats
+from pai_bench.leaderboard import _groups, empty_layers, layer_density_panels, layer_plot_path, load_run_records, write_leaderboard
 from pai_bench.runner.grid import expand_grid
 from pai_bench.store import ResultStore
+from pai_bench.trial import load_trial_data, run_trial
 
 DATA = Path(__file__).parent / "data" / "leaderboard"
 #: Set to rewrite the golden file after an intended change of the leaderboard's layout.
@@ -45,6 +47,9 @@ def test_golden_markdown_and_plot(tmp_path):
     assert md.read_text() == golden.read_text()
     data = png.read_bytes()
     assert data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 10_000
+    layers = tmp_path / "toy-layers-toy-resnet20-cifar10.png"
+    assert f"]({layers.name})" in md.read_text()
+    assert layers.read_bytes().startswith(b"\x89PNG\r\n\x1a\n") and layers.stat().st_size > 10_000
 
 
 def test_table_marks_best_ties_failures_and_the_reference(tmp_path):
@@ -90,14 +95,62 @@ def test_figure_tables_follow_the_records(tmp_path):
     assert "Diagnostics: ntk_condition, mean over seeds:" in text and "label" not in text
     assert "Theoretical speed-up" in text and "71.4×" in text
     # Empty layers: the max over seeds, shown because random at 99 % emptied its classifier.
-    empty = text.split("Empty layers")[1].split("\n\n")[1]
+    empty = text.split("Layer collapse")[1].split("\n\n")[1]
     assert "| random          | 0      | 1      |" in empty
     for r in records:
         r.pop("speedup", None)
         for layer in r.get("masks", {}).get("layers", []):
             layer.update(kept=1, alive_outputs=1)
     text = write(records, tmp_path / "e.md")[0].read_text()
-    assert "speed-up" not in text and "Empty layers" not in text and "No trial has an empty layer." in text
+    assert "speed-up" not in text and "Layer collapse" not in text and "No trial has an empty layer." in text
+
+
+def test_layer_collapse_counts_empty_layers_and_layers_with_no_output_unit():
+    layer = {"name": "conv", "kept": 5, "total": 9, "outputs": 4, "alive_outputs": 4}
+    record = {"masks": {"layers": [layer, {**layer, "kept": 0, "alive_outputs": 0}, {**layer, "alive_outputs": 0}]}}
+    assert empty_layers(record) == 2.0  # an empty layer, and one whose output width fell to 0
+    assert empty_layers({"masks": {"collapsed_layers": 3}}) == 3.0 and empty_layers({}) is None
+
+
+def test_density_plot_leaves_out_ablations_with_their_method_s_layer_densities():
+    records = fixed_records()
+    for r in list(records):  # an inverted random: other per-layer densities than random's
+        if r["method"] == "random" and r.get("masks", {}).get("layers"):
+            records.append({**r, "ablation": "invert", "key": r["key"] + "-inv",
+                            "masks": {"layers": [{**layer, "density": layer["density"] / 2} for layer in r["masks"]["layers"]]}})
+    (group, cells), = _groups(stats.analyse(records)).items()
+    panels = dict(layer_density_panels(cells))
+    assert sorted(panels) == [0.9, 0.99]
+    assert set(panels[0.99]) == {"synflow", "snip", "random", "random (inverted)"}  # not snip (shuffled)
+    assert panels[0.99]["random"]["fc"] == (0.0, True) and panels[0.99]["random (inverted)"]["conv"][1] is False
+    assert layer_plot_path("lb/x.md", group).as_posix() == "lb/x-layers-toy-resnet20-cifar10.png"
+
+
+def test_leaderboard_of_ablated_trials_with_ntk(tmp_path):
+    """Real one-epoch quickstart trials: shuffled rows tested against their method, the NTK
+    tables, and the per-layer density plot beside the Markdown."""
+    overrides = ["data.subset=100", "train.epochs=1", "seeds=2", "sparsities=[0.5]", "methods=[dense,magnitude]",
+                 "ablations=[shuffle]", "diagnostics.ntk=true", "diagnostics.ntk_examples=2"]
+    specs = expand_grid(load_config("quickstart", overrides))
+    dataset = load_trial_data(specs[0])
+    records = [run_trial(spec, dataset=dataset) for spec in specs]
+    assert all(r["status"] == "done" for r in records)
+    md, _ = write(records, tmp_path / "q.md")
+    text = md.read_text()
+    table = main_table(text)
+    assert set(table) == {"*dense (reference)*", "magnitude", "magnitude (shuffled)"}
+    assert table["magnitude (shuffled)"][0][-1] in "≈▼▲?"  # tested against magnitude
+    details = next(line for line in text.splitlines() if line.startswith("| 50 %") and "| magnitude (shuffled) |" in line)
+    assert [c.strip() for c in details.split("|")][9:11] == ["magnitude", "paired t"]  # against, test
+    assert "NTK trace at initialisation, pruned / dense" in text and "NTK top eigenvalue at initialisation" in text
+    ntk = text.split("NTK trace at initialisation")[1].split("\n\n")[1]
+    assert "| *dense (reference)*  | 1 " in ntk
+    layers = tmp_path / "q-layers-quickstart-quicknet-quickstart.png"
+    assert layers.stat().st_size > 0 and f"]({layers.name})" in text
+    # Without diagnostics in the records, no NTK table.
+    for r in records:
+        r.pop("diagnostics")
+    assert "NTK" not in write(records, tmp_path / "plain.md")[0].read_text()
 
 
 def test_bad_input_is_a_user_error(tmp_path):

@@ -2,12 +2,16 @@ from __future__ import annotations
 
 import dataclasses
 
+import pytest
 import torch
 
-from pai_bench.config import DataConfig, load_config
+from pai_bench.ablations import reinit_seed
+from pai_bench.config import DataConfig, DiagnosticsConfig, PruneConfig, load_config
 from pai_bench.data import Dataset, ImageSet
+from pai_bench.models import build_model
 from pai_bench.runner.grid import expand_grid
-from pai_bench.trial import TrialSpec, input_shape
+from pai_bench.trial import TrialSpec, input_shape, load_trial_data, pruning_loader, run_trial
+from pai_bench.version import __version__
 
 
 def quick_specs(*overrides: str) -> list[TrialSpec]:
@@ -52,3 +56,158 @@ def test_input_shape_is_the_stored_images_or_the_resize():
     dataset = Dataset("made", images, images, ["a"], (0.5,) * 3, (0.5,) * 3)
     assert input_shape(dataset, DataConfig()) == (3, 64, 48)
     assert input_shape(dataset, DataConfig(input_size=224)) == (3, 224, 224)
+
+
+# --- keys of the fields added after trials were first keyed --------------------------------
+
+#: The quickstart's keys before ablations, diagnostics and prune.batch_size existed (pai-bench
+#: 0.1.0). A release changes every key (the version is hashed); update them then, never else.
+QUICKSTART_KEYS = [
+    "f6aa07011c63c84f", "d06de2d8e3822811", "48b861b0a7e11a00", "b8620bde8c2812c8", "fdc27e02d0807de3",
+    "18cb8c98c0669f7b", "66f2590d055860b2", "e65a15e8d298d951", "cfffe3f853590ea8", "fd254c2bb5861474",
+    "b84c6d5ece74def1", "840e6046690f65ec", "754557e90d74e27e", "58617c9b776b5891",
+]  # fmt: skip
+
+
+def test_new_fields_leave_existing_keys_alone_until_set():
+    specs = quick_specs()
+    if __version__ == "0.1.0":
+        assert [spec.key for spec in specs] == QUICKSTART_KEYS
+    base = specs[1]
+    assert base.ablation is None and base.prune.batch_size is None
+    measured = dataclasses.replace(base, diagnostics=DiagnosticsConfig(ntk=True, ntk_examples=3))
+    assert measured.key == base.key  # a measurement beside the result, not part of it
+    changed = [
+        dataclasses.replace(base, ablation="shuffle"),
+        dataclasses.replace(base, ablation="invert"),
+        dataclasses.replace(base, prune=dataclasses.replace(base.prune, batch_size=64)),
+        dataclasses.replace(base, prune=dataclasses.replace(base.prune, batch_size=10)),
+    ]
+    assert len({spec.key for spec in changed} | {base.key}) == len(changed) + 1
+
+
+def test_spec_with_ablation_and_diagnostics_round_trips_and_old_dicts_load():
+    spec = quick_specs("methods=[magnitude]", "ablations=[reinit]", "diagnostics.ntk=true", "prune.batch_size=32", "seeds=1")[-1]
+    assert spec.ablation == "reinit"
+    assert TrialSpec.from_dict(spec.as_dict()) == spec
+    old = spec.as_dict()
+    for name in ("ablation", "diagnostics"):
+        old.pop(name)
+    old["prune"].pop("batch_size")
+    assert TrialSpec.from_dict(old).key == dataclasses.replace(spec, ablation=None, prune=PruneConfig()).key
+
+
+# --- ablated trials through run_trial -------------------------------------------------------
+
+#: One-epoch quickstart trials of magnitude at 50 %. lr 0: the weights after the epoch are
+#: exactly those the trial started from, so the checkpoint shows the weights at init.
+ABLATED = ["data.subset=100", "train.epochs=1", "train.lr=0", "seeds=1", "sparsities=[0.5]", "methods=[magnitude]"]
+
+
+class Capture:
+    """A checkpoint hook that keeps the last state a trial saves (masks, weights)."""
+
+    every = 1
+
+    def __init__(self) -> None:
+        self.state: dict | None = None
+
+    def load(self) -> None:
+        return None
+
+    def save(self, state: dict) -> None:
+        self.state = state
+
+
+@pytest.fixture(scope="module")
+def ablated_trials():
+    """{ablation: (record, masks, weights after an lr-0 epoch)} for None, shuffle, reinit, invert."""
+    specs = quick_specs(*ABLATED, "ablations=[shuffle,reinit,invert]")
+    dataset = load_trial_data(specs[0])
+    trials = {}
+    for spec in specs:
+        hook = Capture()
+        record = run_trial(spec, dataset=dataset, checkpoint=hook)
+        assert record["status"] == "done", record.get("error")
+        trials[spec.ablation] = (record, hook.state["masks"], hook.state["train"]["model"])
+    return trials
+
+
+def initial_weights(seed: int) -> dict[str, torch.Tensor]:
+    return build_model("quicknet", num_classes=10, seed=seed).state_dict()
+
+
+def test_shuffle_trial_moves_the_mask_at_equal_layer_counts_on_the_original_weights(ablated_trials):
+    plain_record, plain, _ = ablated_trials[None]
+    record, shuffled, weights = ablated_trials["shuffle"]
+    assert record["ablation"] == "shuffle" and plain_record["ablation"] is None
+    assert record["key"] != plain_record["key"]
+    for name, mask in plain.items():
+        assert int(shuffled[name].sum()) == int(mask.sum()), name
+    assert [layer["kept"] for layer in record["masks"]["layers"]] == [layer["kept"] for layer in plain_record["masks"]["layers"]]
+    moved = sum(int((shuffled[name] != plain[name]).sum()) for name in plain)
+    assert moved > 0.3 * sum(mask.numel() for mask in plain.values())
+    # The unpruned network's weights under the new mask: where only the shuffled mask keeps a
+    # weight it is the original weight, not a zero left by the plain mask.
+    original = initial_weights(seed=0)
+    for name, mask in shuffled.items():
+        torch.testing.assert_close(weights[name], original[name] * mask, rtol=0, atol=0)
+        assert bool((weights[name][mask & ~plain[name]] != 0).all()), name
+
+
+def test_reinit_trial_keeps_the_mask_on_fresh_weights(ablated_trials):
+    _, plain, plain_weights = ablated_trials[None]
+    record, masks, weights = ablated_trials["reinit"]
+    assert record["ablation"] == "reinit" and record["ablation_seed"] == reinit_seed(0)
+    fresh = initial_weights(seed=reinit_seed(0))
+    for name, mask in plain.items():
+        assert torch.equal(masks[name], mask), name
+        torch.testing.assert_close(weights[name], fresh[name] * mask, rtol=0, atol=0)
+        assert not torch.equal(weights[name], plain_weights[name]), name
+
+
+def test_invert_trial_keeps_the_complement_of_the_magnitude_ranking(ablated_trials):
+    plain_record, plain, _ = ablated_trials[None]
+    record, inverted, _ = ablated_trials["invert"]
+    original = initial_weights(seed=0)
+    for name, mask in plain.items():
+        assert torch.equal(inverted[name], ~mask), name  # 50 % of an even count: exactly the rest
+    kept = torch.cat([original[n].abs().flatten()[inverted[n].flatten()] for n in inverted])
+    dropped = torch.cat([original[n].abs().flatten()[~inverted[n].flatten()] for n in inverted])
+    assert kept.max() <= dropped.min()
+    # The record's layer figures are the inverted mask's, not the plain one's.
+    assert [layer["kept"] for layer in record["masks"]["layers"]] == [int(inverted[n].sum()) for n in inverted]
+    assert record["masks"]["layers"] != plain_record["masks"]["layers"]
+
+
+def test_ntk_diagnostics_are_recorded_at_init_and_change_nothing_else(ablated_trials):
+    plain_record, _, plain_weights = ablated_trials[None]
+    spec = quick_specs(*ABLATED, "diagnostics.ntk=true", "diagnostics.ntk_examples=3")[0]
+    hook = Capture()
+    record = run_trial(spec, dataset=load_trial_data(spec), checkpoint=hook)
+    assert record["status"] == "done", record.get("error")
+    diagnostics = record["diagnostics"]
+    assert 0 < diagnostics["ntk_trace_ratio"] < 1 and 0 < diagnostics["ntk_top_eigenvalue_ratio"] <= 1
+    ntk = diagnostics["ntk"]
+    assert ntk["pruned"]["examples"] == ntk["dense"]["examples"] == 3
+    assert diagnostics["ntk_trace_ratio"] == pytest.approx(ntk["pruned"]["trace"] / ntk["dense"]["trace"])
+    assert record["timings"]["ntk_s"] > 0 and "diagnostics" not in plain_record
+    # Same key, same training: the measurement leaves the trial's result alone.
+    assert record["key"] == plain_record["key"]
+    assert [e["train_loss"] for e in record["epochs"]] == [e["train_loss"] for e in plain_record["epochs"]]
+    assert all(torch.equal(hook.state["train"]["model"][n], plain_weights[n]) for n in plain_weights)
+
+
+def test_pruning_batches_follow_prune_batch_size_not_eval_batch_size():
+    spec = quick_specs("methods=[magnitude]", "seeds=1", "train.eval_batch_size=7")[0]
+    dataset = load_trial_data(spec)
+    split = dataset.train.subset(torch.arange(100))
+    assert [len(y) for _, y in pruning_loader(split, dataset, spec, torch.device("cpu"))] == [100]
+    spec = dataclasses.replace(spec, prune=PruneConfig(batch_size=64))
+    assert [len(y) for _, y in pruning_loader(split, dataset, spec, torch.device("cpu"))] == [64, 36]
+
+
+def test_an_ablation_of_a_method_without_scored_masks_fails_the_trial():
+    spec = dataclasses.replace(quick_specs("methods=[dense]", "seeds=1", "data.subset=100")[0], ablation="shuffle")
+    record = run_trial(spec)
+    assert record["status"] == "failed" and "ablation 'shuffle' does not apply to 'dense'" in record["error"]

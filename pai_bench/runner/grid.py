@@ -1,9 +1,10 @@
-"""The trial grid of a suite: cell x method x sparsity x seed."""
+"""The trial grid of a suite: cell x method x sparsity x seed, and the ablated trials."""
 
 from __future__ import annotations
 
 import copy
 
+from pai_bench.ablations import applies_to
 from pai_bench.config import CellConfig, SuiteConfig
 from pai_bench.plugins import method_class, resolve_options
 from pai_bench.trial import TrialSpec
@@ -20,14 +21,18 @@ def expand_grid(config: SuiteConfig) -> list[TrialSpec]:
     """Every trial of the suite, in seed-major order so early results cover every cell and method.
 
     A method that keeps every weight (dense) runs once per seed and cell, at sparsity 0. Options
-    are resolved with their defaults, so the record (and the key) says exactly what ran.
+    are resolved with their defaults, so the record (and the key) says exactly what ran. Each
+    of `config.ablations` adds, after a cell's plain trials of a seed, one trial per sparsity
+    for every method it applies to (those that choose masks by scores).
     """
     cells = suite_cells(config)
+    options = {method: vars(resolve_options(method, config.options.get(method, {}))) for method in config.methods}
+    runs = [(method, None) for method in config.methods]
+    runs += [(method, ablation) for ablation in config.ablations for method in config.methods if applies_to(method)]
     specs = []
     for seed in range(config.seeds):
         for name, cell in cells.items():
-            for method in config.methods:
-                options = vars(resolve_options(method, config.options.get(method, {})))
+            for method, ablation in runs:
                 sparsities = [0.0] if method_class(method).keeps_everything else config.sparsities
                 for sparsity in sparsities:
                     specs.append(
@@ -35,13 +40,15 @@ def expand_grid(config: SuiteConfig) -> list[TrialSpec]:
                             method=method,
                             sparsity=float(sparsity),
                             seed=seed,
-                            options=copy.deepcopy(options),
+                            options=copy.deepcopy(options[method]),
                             model=copy.deepcopy(cell.model),
                             data=copy.deepcopy(cell.data),
                             train=copy.deepcopy(cell.train),
                             prune=copy.deepcopy(cell.prune),
                             suite=config.suite,
                             cell=name,
+                            ablation=ablation,
+                            diagnostics=copy.deepcopy(config.diagnostics),
                         )
                     )
     return specs

@@ -1,0 +1,62 @@
+"""The grid with ablations: one more trial per mask method, sparsity, seed (and cell), in
+seed-major order, and the plain trials exactly as without them."""
+
+from __future__ import annotations
+
+import pytest
+
+from pai_bench.config import load_config
+from pai_bench.errors import UserError
+from pai_bench.runner.grid import expand_grid
+
+QUICK = ["methods=[dense,magnitude,snip,scratch-e]", "sparsities=[0.5,0.9]", "seeds=2"]
+
+
+def test_each_ablation_adds_a_trial_per_mask_method_sparsity_and_seed():
+    plain = expand_grid(load_config("quickstart", QUICK))
+    specs = expand_grid(load_config("quickstart", [*QUICK, "ablations=[shuffle,invert]"]))
+    assert len(plain) == 2 * (1 + 3 * 2)
+    # dense and scratch-e choose no mask by scores: only magnitude and snip are ablated.
+    ablated = [s for s in specs if s.ablation]
+    assert len(ablated) == 2 * 2 * 2 * 2  # seeds x ablations x methods x sparsities
+    assert {s.method for s in ablated} == {"magnitude", "snip"}
+    assert {(s.method, s.ablation, s.sparsity, s.seed) for s in ablated} == {
+        (m, a, p, seed) for m in ("magnitude", "snip") for a in ("shuffle", "invert") for p in (0.5, 0.9) for seed in (0, 1)
+    }
+    # The plain trials are the same trials (same keys, same order) as without ablations.
+    assert [s.key for s in specs if not s.ablation] == [s.key for s in plain]
+    assert len({s.key for s in specs}) == len(specs)
+    # Seed-major: every trial of seed 0, ablated ones included, before any of seed 1.
+    seeds = [s.seed for s in specs]
+    assert seeds == sorted(seeds)
+
+
+def test_ablations_run_in_every_cell():
+    specs = expand_grid(load_config("transfer", ["methods=[dense,snip]", "sparsities=[0.9]", "seeds=2", "ablations=[reinit]"]))
+    assert len(specs) == 2 * 3 * (1 + 1 + 1)  # seeds x cells x (dense, snip, snip reinit)
+    assert {(s.cell, s.seed) for s in specs if s.ablation == "reinit"} == {
+        (cell, seed) for cell in ("cifar10", "cifar100", "tinyimagenet") for seed in (0, 1)
+    }
+
+
+def test_diagnostics_reach_every_trial_and_leave_the_keys():
+    plain = expand_grid(load_config("quickstart", QUICK))
+    measured = expand_grid(load_config("quickstart", [*QUICK, "diagnostics.ntk=true", "diagnostics.ntk_examples=4"]))
+    assert all(s.diagnostics.ntk and s.diagnostics.ntk_examples == 4 for s in measured)
+    assert [s.key for s in measured] == [s.key for s in plain]
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["ablations=[shuffle,flip]"], r"^unknown ablation 'flip'; valid choices: invert, reinit, shuffle$"),
+        (["methods=[dense,scratch-e]", "ablations=[shuffle]"], r"apply to none of methods=\['dense', 'scratch-e'\]"),
+        (["diagnostics.ntk_examples=0"], r"diagnostics.ntk_examples=0: need at least one example"),
+        (["prune.batch_size=0"], r"prune.batch_size=0: must be positive"),
+        (["diagnostics.bogus=1"], r"unknown key 'diagnostics.bogus'; valid keys of diagnostics: ntk, ntk_examples"),
+    ],
+)
+def test_bad_ablations_and_diagnostics_are_one_line_errors(overrides, message):
+    with pytest.raises(UserError, match=message) as error:
+        load_config("quickstart", overrides)
+    assert "\n" not in str(error.value)
