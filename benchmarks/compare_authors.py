@@ -1,0 +1,604 @@
+"""Masks from `pai_bench.prune` against the PX authors' own pruners, on the same weights.
+
+The PX paper's code (iurada/px-ntk-pruning, `lib/pruners.py`, built on Synaptic-Flow's) holds
+Mag, SNIP, GraSP, SynFlow and PX. This script runs those classes under their own prune loop
+(train_classification.py: `sparse = d ** ((r + 1) / rounds)`, `_global_mask` with
+`score <= threshold`, float32, the model left in train mode except for SynFlow and PX, which
+call `model.eval()` first) and `pai_bench.prune` with pai-bench's defaults, on one network
+(pai-bench's, seed 0, its weights loaded into the authors' model name by name) and one
+pruning batch, and reports how far the masks agree.
+
+The authors' code is not part of pai-bench: pass a checkout with `--authors-repo`.
+
+    OMP_NUM_THREADS=2 python benchmarks/compare_authors.py --authors-repo ../px-ntk-pruning \
+        --out compare.json
+    python benchmarks/compare_authors.py --authors-repo ../px-ntk-pruning --model vgg16-bn \
+        --sparsities 0.982 0.99 --methods px synflow
+    python benchmarks/compare_authors.py --authors-repo ../px-ntk-pruning --methods px \
+        --sparsities 0.982 0.99 --px-noise      # are their PX scores rounding noise?
+
+`--matched` adds pai-bench runs with the options that do what the authors' code does where
+pai-bench chose otherwise (SNIP in train mode, SynFlow and PX in float32); `--authors-schedule`
+adds runs on the authors' per-round kept counts, which differ from pai-bench's by at most one
+weight per round but move iterative methods' final masks; `--authors-dtype float64` runs
+their loop in double precision. Rows report the kept count asked (pai-bench's round(d N) and
+the authors' N - int((1 - d) N)), what each kept, the fraction of mask entries that agree, the
+Jaccard index of the kept sets, the correlation of per-layer kept counts and the empty layers;
+the JSON has the per-layer counts.
+
+Their code needs `tqdm` (its progress bars are switched off here); nothing else beyond torch.
+`--methods random` compares the authors' Rand with pai-bench's `random` (scope=global) as
+distributions only: their draws differ, so only the per-layer counts mean anything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import copy
+import datetime
+import hashlib
+import importlib
+import json
+import os
+import platform
+import sys
+import time
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+from typing import Any
+
+os.environ.setdefault("TQDM_DISABLE", "1")  # the authors' PX and NTK-SAP wrap loops in tqdm
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+import pai_bench
+from pai_bench import pruning
+from pai_bench.masks import prunable_parameters
+
+#: pai-bench's model name -> the authors' module and builder.
+AUTHORS_MODELS = {
+    "resnet20": ("lib.models.lottery_resnet", "resnet20"),
+    "vgg16-bn": ("lib.models.lottery_vgg", "vgg16_bn"),
+}
+
+#: pai-bench's method name -> the authors' pruner class.
+AUTHORS_PRUNERS = {
+    "magnitude": "Mag",
+    "snip": "SNIP",
+    "grasp": "GraSP",
+    "synflow": "SynFlow",
+    "px": "PX",
+    "random": "Rand",
+}
+
+#: Methods whose authors' loop calls `model.eval()` before pruning (train_classification.py);
+#: the others score the freshly built model, which is in train mode.
+AUTHORS_EVAL_MODE = {"synflow", "px"}
+
+#: pai-bench options that reproduce what the authors' code does where pai-bench's default
+#: differs on purpose; `--matched` runs these too, so a gap can be traced to that choice.
+MATCHED_OPTIONS = {
+    "snip": {"bn_mode": "train"},  # their loop never calls eval() for SNIP
+    "synflow": {"dtype": "float32"},
+    "px": {"dtype": "float32"},
+}
+
+#: Rounds each method runs on both sides (pai-bench's defaults; the authors' launch script
+#: uses 100 for PX). One-shot methods run one round.
+DEFAULT_ROUNDS = {"magnitude": 1, "snip": 1, "grasp": 1, "random": 1, "synflow": 100, "px": 100}
+
+EXAMPLES_PER_CLASS = 10
+NUM_CLASSES = 10
+
+
+# --------------------------------------------------------------------------------------------
+# The authors' code
+
+
+def import_authors(repo: str) -> SimpleNamespace:
+    """Import the authors' `globals`, `lib.pruners`, `lib.generator` and models from `repo`.
+
+    Their modules import each other as top-level `globals` and `lib.*`, so the checkout goes
+    first on sys.path; a clear error says what is missing rather than a bare ImportError.
+    """
+    if not os.path.isfile(os.path.join(repo, "lib", "pruners.py")):
+        raise SystemExit(f"--authors-repo {repo!r} has no lib/pruners.py: pass a checkout of iurada/px-ntk-pruning")
+    sys.path.insert(0, os.path.abspath(repo))
+    try:
+        config = importlib.import_module("globals").CONFIG
+        pruners = importlib.import_module("lib.pruners")
+        generator = importlib.import_module("lib.generator")
+        models = {name: importlib.import_module(module) for name, (module, _) in AUTHORS_MODELS.items()}
+    except ImportError as error:
+        raise SystemExit(f"cannot import the authors' code from {repo}: {error} (their code needs tqdm)") from error
+    return SimpleNamespace(config=config, pruners=pruners, generator=generator, models=models, repo=repo)
+
+
+def configure_authors(authors: SimpleNamespace, rounds: int, density: float) -> None:
+    """Set their global CONFIG as main.py and the CIFAR-10 launch script would.
+
+    examples_per_class is the paper's 10 (PX reads it; the launch script omits it, which
+    would be a KeyError); batch_limit 1 makes SNIP and GraSP score the one pruning batch;
+    batch_size 128 is the launch script's, so PX sees the 100 examples as one batch.
+    """
+    config = authors.config
+    config.dataset = "CIFAR10"
+    config.num_classes = NUM_CLASSES
+    config.batch_size = 128
+    config.device = "cpu"
+    config.experiment_args = {
+        "weight_remaining_ratio": density,
+        "rounds": rounds,
+        "batch_limit": 1,
+        "examples_per_class": EXAMPLES_PER_CLASS,
+    }
+
+
+def build_authors_model(authors: SimpleNamespace, model_name: str, state: dict[str, torch.Tensor]) -> nn.Module:
+    """The authors' model with pai-bench's weights; built under a forked RNG so their own
+    init draws do not move the global random stream."""
+    module = authors.models[model_name]
+    builder = getattr(module, AUTHORS_MODELS[model_name][1])
+    with torch.random.fork_rng():
+        model = builder(num_classes=NUM_CLASSES)
+    load_into_authors(model, state)
+    return model
+
+
+def load_into_authors(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """Copy pai-bench's state dict into the authors' model, checking every name and shape.
+
+    Every pai-bench entry must exist in theirs with the same shape. Theirs may have only two
+    kinds of extra entries: the `*_mask` buffers (all ones before pruning) and the weight of
+    an identity shortcut (`layers.Identity2d`, ones). Anything else is a model mismatch, and
+    the comparison would be meaningless, so it fails.
+    """
+    theirs = model.state_dict()
+    missing = [key for key in state if key not in theirs]
+    shapes = [f"{k}: {tuple(state[k].shape)} vs {tuple(theirs[k].shape)}" for k in state if k in theirs and state[k].shape != theirs[k].shape]
+    modules = dict(model.named_modules())
+    extra = []
+    for key, value in theirs.items():
+        if key in state:
+            continue
+        module_name, _, attribute = key.rpartition(".")
+        identity = type(modules.get(module_name)).__name__ in ("Identity1d", "Identity2d") and attribute == "weight"
+        if not (key.endswith("_mask") or identity) or not bool(torch.all(value == 1)):
+            extra.append(key)
+    if missing or shapes or extra:
+        raise SystemExit(
+            "pai-bench's model and the authors' do not match name by name:\n"
+            f"  not in theirs: {missing[:8]}\n  shapes: {shapes[:8]}\n  unexplained in theirs: {extra[:8]}"
+        )
+    with torch.no_grad():
+        for key, value in state.items():
+            theirs[key].copy_(value)
+
+
+def check_same_function(ours: nn.Module, theirs: nn.Module, inputs: torch.Tensor) -> float:
+    """Max relative difference of the two models' eval-mode outputs: a wrong load shows here."""
+    with torch.no_grad():
+        a = copy.deepcopy(ours).eval()(inputs)
+        b = copy.deepcopy(theirs).eval()(inputs)
+    gap = float((a - b).abs().max() / a.abs().max().clamp_min(1e-30))
+    if gap > 1e-4:
+        raise SystemExit(f"the authors' model computes something else after loading (relative gap {gap:.2e})")
+    return gap
+
+
+class PruningSet(Dataset):
+    """The pruning batch as a dataset with `.targets`, which their PX needs to draw its
+    class-balanced subset (`get_balanced_subset` takes the first 10 indices of each class)."""
+
+    def __init__(self, inputs: torch.Tensor, targets: torch.Tensor) -> None:
+        self.inputs, self.targets = inputs, [int(t) for t in targets]
+
+    def __len__(self) -> int:
+        return len(self.inputs)
+
+    def __getitem__(self, index: int):
+        return self.inputs[index], self.targets[index]
+
+
+def authors_loader(inputs: torch.Tensor, targets: torch.Tensor) -> DataLoader:
+    """Their `data['train']`: one batch of the whole pruning set, in order."""
+    return DataLoader(PruningSet(inputs, targets), batch_size=len(inputs), shuffle=False)
+
+
+def run_authors(
+    authors: SimpleNamespace,
+    model_name: str,
+    state: dict[str, torch.Tensor],
+    method: str,
+    sparsity: float,
+    rounds: int,
+    loader: DataLoader,
+    dtype: torch.dtype = torch.float32,
+    seed: int = 0,
+) -> tuple[dict[str, torch.Tensor], float]:
+    """Masks from the authors' pruner under their loop (train_classification.py), by name.
+
+    A fresh model per run, since their pruners keep state in it (masks, accumulated grads,
+    BatchNorm running statistics). `dtype` is theirs (float32) unless a diagnostic asks for
+    float64: then the model, the data and the default dtype (the constants their code
+    creates) all follow.
+    """
+    density = 1.0 - sparsity
+    configure_authors(authors, rounds, density)
+    model = build_authors_model(authors, model_name, state).to(dtype)
+    loader = in_dtype(loader, dtype)
+    pruner = getattr(authors.pruners, AUTHORS_PRUNERS[method])(authors.generator.masked_parameters(model))
+    loss = nn.CrossEntropyLoss()
+    names = {id(p): name for name, p in model.named_parameters()}
+    previous = torch.get_default_dtype()
+    started = time.perf_counter()
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        torch.set_default_dtype(dtype)
+        try:
+            if method in AUTHORS_EVAL_MODE:
+                model.eval()
+            for round_index in range(rounds):
+                sparse = density ** ((round_index + 1) / rounds)
+                pruner.score(model, loss, loader, "cpu")
+                pruner.mask(sparse, "global")
+        finally:
+            torch.set_default_dtype(previous)
+    seconds = time.perf_counter() - started
+    masks = {names[id(p)]: mask.detach().clone().bool() for mask, p in pruner.masked_parameters}
+    return masks, seconds
+
+
+def in_dtype(loader: DataLoader, dtype: torch.dtype) -> DataLoader:
+    """The same loader with its inputs converted to `dtype`."""
+    dataset = loader.dataset
+    if dataset.inputs.dtype == dtype:
+        return loader
+    return authors_loader(dataset.inputs.to(dtype), torch.tensor(dataset.targets))
+
+
+def authors_asked(total: int, sparsity: float) -> int:
+    """What their `_global_mask` aims to keep: N - int((1 - d) * N), often one more than
+    pai-bench's round(d * N)."""
+    return total - int((1.0 - (1.0 - sparsity)) * total)
+
+
+# --------------------------------------------------------------------------------------------
+# pai-bench's side and the data
+
+
+def pruning_batch(source: str, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """100 examples, 10 per class: Gaussian inputs (fixed seed) or the quickstart images."""
+    if source == "gaussian":
+        generator = torch.Generator().manual_seed(seed)
+        inputs = torch.randn(EXAMPLES_PER_CLASS * NUM_CLASSES, 3, 32, 32, generator=generator)
+        return inputs, torch.arange(len(inputs)) % NUM_CLASSES
+    from pai_bench.data import load_dataset
+    from pai_bench.data.augment import normalize
+    from pai_bench.data.splits import class_balanced_indices
+
+    dataset = load_dataset("quickstart")
+    split = dataset.train.subset(class_balanced_indices(dataset.train.labels, EXAMPLES_PER_CLASS, seed=seed))
+    return normalize(split.images, dataset.mean, dataset.std), split.labels
+
+
+def run_pai_bench(
+    model: nn.Module, method: str, sparsity: float, batches, rounds: int, options: dict[str, Any]
+) -> tuple[dict[str, torch.Tensor], float, dict[str, Any]]:
+    """`pai_bench.prune` with the method's defaults (and `options`), seed 0."""
+    if method in ("synflow", "px"):
+        options = {"rounds": rounds, **options}
+    result = pai_bench.prune(model, method, sparsity, batches, seed=0, **options)
+    return result.masks, result.seconds, result.options
+
+
+def fingerprint(model: nn.Module) -> str:
+    """A hash of every state-dict entry, to show the live model is untouched by pruning."""
+    digest = hashlib.sha256()
+    for key, value in model.state_dict().items():
+        digest.update(key.encode())
+        digest.update(value.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+@contextlib.contextmanager
+def authors_schedule():
+    """While active, `pai_bench.prune` keeps the authors' count at every round.
+
+    Theirs is N - int((1 - d_r) * N) with d_r = d ** ((r + 1) / rounds), pai-bench's
+    round(d_r * N): at most one weight apart per round. A diagnostic only: iterative methods
+    re-score the masked net, so one weight more or less at some round can move much of the
+    final mask, and this separates that from a difference in the scores themselves.
+    """
+    original = pruning.schedule
+
+    def schedule(total: int, sparsity: float, rounds: int) -> list[int]:
+        density = 1.0 - sparsity
+        return [total - int((1.0 - density ** ((r + 1) / rounds)) * total) for r in range(rounds)]
+
+    pruning.schedule = schedule
+    try:
+        yield
+    finally:
+        pruning.schedule = original
+
+
+# --------------------------------------------------------------------------------------------
+# Comparing masks
+
+
+@dataclass
+class Row:
+    method: str
+    options: dict[str, Any]
+    schedule: str
+    authors_dtype: str
+    sparsity: float
+    rounds: int
+    total: int
+    asked_pai: int
+    asked_authors: int
+    kept_authors: int
+    kept_pai: int
+    agreement: float
+    jaccard: float
+    layer_correlation: float | None
+    empty_authors: list[str]
+    empty_pai: list[str]
+    seconds_authors: float
+    seconds_pai: float
+    layers: list[dict[str, Any]] = field(default_factory=list)
+
+
+def compare_masks(ours: dict[str, torch.Tensor], theirs: dict[str, torch.Tensor]) -> dict[str, Any]:
+    """Agreement over all prunable entries, Jaccard of the kept sets, per-layer kept counts."""
+    if ours.keys() != theirs.keys():
+        raise SystemExit(f"the two sides prune different parameters: {sorted(set(ours) ^ set(theirs))[:8]}")
+    a = torch.cat([theirs[name].flatten() for name in ours])
+    p = torch.cat([ours[name].flatten() for name in ours])
+    union = int((a | p).sum())
+    layers = [
+        {"name": name, "total": ours[name].numel(), "authors": int(theirs[name].sum()), "pai": int(ours[name].sum()),
+         "both": int((theirs[name] & ours[name]).sum())}
+        for name in ours
+    ]
+    counts_a = torch.tensor([layer["authors"] for layer in layers], dtype=torch.float64)
+    counts_p = torch.tensor([layer["pai"] for layer in layers], dtype=torch.float64)
+    correlation = None
+    if counts_a.std() > 0 and counts_p.std() > 0:
+        correlation = float(torch.corrcoef(torch.stack([counts_a, counts_p]))[0, 1])
+    return {
+        "agreement": float((a == p).double().mean()),
+        "jaccard": int((a & p).sum()) / union if union else 1.0,
+        "layer_correlation": correlation,
+        "kept_authors": int(a.sum()),
+        "kept_pai": int(p.sum()),
+        "empty_authors": [layer["name"] for layer in layers if layer["authors"] == 0],
+        "empty_pai": [layer["name"] for layer in layers if layer["pai"] == 0],
+        "layers": layers,
+    }
+
+
+def compare_one(
+    authors, model_name, model, state, method, sparsity, rounds, batches, loader, options, schedule, authors_dtype
+) -> Row:
+    """One method x sparsity: the authors' masks, pai-bench's, and how they compare.
+
+    `schedule` is "pai-bench" (its own per-round counts) or "authors" (theirs, a diagnostic).
+    """
+    theirs, seconds_authors = run_authors(authors, model_name, state, method, sparsity, rounds, loader, authors_dtype)
+    with authors_schedule() if schedule == "authors" else contextlib.nullcontext():
+        ours, seconds_pai, used_options = run_pai_bench(model, method, sparsity, batches, rounds, options)
+    total = sum(mask.numel() for mask in ours.values())
+    figures = compare_masks(ours, theirs)
+    return Row(
+        method=method,
+        options=used_options,
+        schedule=schedule,
+        authors_dtype=str(authors_dtype).removeprefix("torch."),
+        sparsity=sparsity,
+        rounds=rounds,
+        total=total,
+        asked_pai=int(round((1.0 - sparsity) * total)),
+        asked_authors=authors_asked(total, sparsity),
+        seconds_authors=seconds_authors,
+        seconds_pai=seconds_pai,
+        **figures,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# PX: are the authors' scores rounding noise?
+
+
+def px_gradients_in(authors, model_name, state, loader, dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    """|dR/dθ²| from one round of the authors' `PX.score` on the dense model, in `dtype`.
+
+    Their score is |p1.grad| * θ², so |p1.grad| is the score over θ² (θ is never exactly 0 at
+    init). The default dtype is switched too, so the constants their code creates (the ReLU
+    gate maps, `ones_like`) follow.
+    """
+    configure_authors(authors, 1, 1.0)
+    model = build_authors_model(authors, model_name, state).to(dtype).eval()
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        pruner = authors.pruners.PX(authors.generator.masked_parameters(model))
+        pruner.score(model, nn.CrossEntropyLoss(), in_dtype(loader, dtype), "cpu")
+    finally:
+        torch.set_default_dtype(previous)
+    names = {id(p): name for name, p in model.named_parameters()}
+    return {
+        names[id(p)]: (pruner.scores[id(p)].detach().double() / p.detach().double() ** 2)
+        for _, p in pruner.masked_parameters
+    }
+
+
+def px_noise(authors, model_name, state, loader) -> dict[str, Any]:
+    """Their PX gradients dR/dθ² in float32 and in float64, layer by layer.
+
+    A gradient that depends on the weights is the same in both precisions up to float32's
+    rounding (relative gap ~1e-6, correlation 1). If pk's output does not depend on the
+    weights, the gradient is zero in exact arithmetic and what the code returns is rounding
+    error: float64's is ~1e-9 of float32's (the ratio of the two unit roundoffs is 5e8), and
+    the two are uncorrelated.
+    """
+    g32 = px_gradients_in(authors, model_name, state, loader, torch.float32)
+    g64 = px_gradients_in(authors, model_name, state, loader, torch.float64)
+
+    def compare(a: torch.Tensor, b: torch.Tensor) -> dict[str, Any]:
+        a, b = a.flatten(), b.flatten()
+        correlated = a.std() > 0 and b.std() > 0
+        return {
+            "norm32": float(a.norm()),
+            "norm64": float(b.norm()),
+            "ratio": float(a.norm() / b.norm()) if b.norm() > 0 else None,
+            "zeros32": int((a == 0).sum()),
+            "total": a.numel(),
+            "correlation": float(torch.corrcoef(torch.stack([a, b]))[0, 1]) if correlated else None,
+        }
+
+    layers = [{"name": name, **compare(g32[name], g64[name])} for name in g32]
+    whole = compare(torch.cat([g.flatten() for g in g32.values()]), torch.cat([g.flatten() for g in g64.values()]))
+    return {**whole, "layers": layers}
+
+
+# --------------------------------------------------------------------------------------------
+# Output
+
+
+def describe_options(method: str, options: dict[str, Any]) -> str:
+    shown = {k: v for k, v in options.items() if k != "rounds"}
+    return ",".join(f"{k}={v}" for k, v in shown.items()) or "-"
+
+
+def print_row(row: Row, show_layers: bool) -> None:
+    corr = "-" if row.layer_correlation is None else f"{row.layer_correlation:.3f}"
+    print(
+        f"| {row.method} | {describe_options(row.method, row.options)} | {row.schedule} | {row.authors_dtype} | {row.sparsity:g} | {row.rounds} "
+        f"| {row.asked_pai} / {row.asked_authors} | {row.kept_authors} | {row.kept_pai} "
+        f"| {100 * row.agreement:.3f} | {row.jaccard:.3f} | {corr} "
+        f"| {len(row.empty_authors)} | {len(row.empty_pai)} | {row.seconds_authors:.1f} / {row.seconds_pai:.1f} |",
+        flush=True,
+    )
+    if show_layers:
+        for layer in row.layers:
+            print(f"|   | {layer['name']} | total {layer['total']} | authors {layer['authors']} | pai {layer['pai']} | both {layer['both']} |")
+
+
+TABLE_HEADER = (
+    "| method | pai-bench options | schedule | authors' dtype | sparsity | rounds | asked (pai / authors) | kept authors | kept pai-bench "
+    "| agree % | Jaccard | layer corr | empty authors | empty pai-bench | seconds (authors / pai) |\n"
+    "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+)
+
+
+def print_noise(noise: dict[str, Any]) -> None:
+    def fmt(value, spec):
+        return "-" if value is None else format(value, spec)
+
+    print(
+        "\nPX noise test: the authors' PX.score, one round on the dense model, |dR/dθ²| in float32 "
+        f"and float64: norms {noise['norm32']:.3e} and {noise['norm64']:.3e} (ratio {fmt(noise['ratio'], '.2e')}), "
+        f"correlation {fmt(noise['correlation'], '.3f')}, {noise['zeros32']} of {noise['total']} exactly 0 in float32"
+    )
+    print("| layer | float32 norm | float64 norm | ratio | float32 zeros | correlation |\n|---|---|---|---|---|---|")
+    for layer in noise["layers"]:
+        print(
+            f"| {layer['name']} | {layer['norm32']:.3e} | {layer['norm64']:.3e} | {fmt(layer['ratio'], '.2e')} "
+            f"| {layer['zeros32']}/{layer['total']} | {fmt(layer['correlation'], '.3f')} |"
+        )
+
+
+def machine() -> dict[str, Any]:
+    return {
+        "date": datetime.date.today().isoformat(),
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpus": os.cpu_count(),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "pai_bench": pai_bench.__version__,
+    }
+
+
+# --------------------------------------------------------------------------------------------
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--authors-repo", required=True, help="a checkout of iurada/px-ntk-pruning")
+    parser.add_argument("--model", choices=sorted(AUTHORS_MODELS), default="resnet20")
+    parser.add_argument("--sparsities", type=float, nargs="+", default=[0.9, 0.982, 0.99, 0.999])
+    parser.add_argument("--methods", nargs="+", default=["magnitude", "snip", "grasp", "synflow", "px"],
+                        choices=sorted(AUTHORS_PRUNERS))
+    parser.add_argument("--rounds", type=int, default=None, help="override the rounds of synflow and px (default 100)")
+    parser.add_argument("--matched", action="store_true",
+                        help="also run pai-bench with the options that match the authors' code (MATCHED_OPTIONS)")
+    parser.add_argument("--authors-schedule", action="store_true",
+                        help="also run pai-bench (with the matched options) on the authors' per-round counts")
+    parser.add_argument("--authors-dtype", choices=("float32", "float64"), default="float32",
+                        help="float64 runs the authors' loop in double precision (a diagnostic; theirs is float32)")
+    parser.add_argument("--data", choices=("gaussian", "quickstart"), default="gaussian")
+    parser.add_argument("--px-noise", action="store_true", help="also test whether their PX scores are rounding noise")
+    parser.add_argument("--layers", action="store_true", help="print per-layer kept counts under each row")
+    parser.add_argument("--out", default=None, help="write the figures as JSON here")
+    args = parser.parse_args()
+
+    authors = import_authors(args.authors_repo)
+    model = pai_bench.build_model(args.model, num_classes=NUM_CLASSES, seed=0)
+    state = {key: value.detach().clone() for key, value in model.state_dict().items()}
+    inputs, targets = pruning_batch(args.data)
+    batches = [(inputs, targets)]
+    loader = authors_loader(inputs, targets)
+    gap = check_same_function(model, build_authors_model(authors, args.model, state), inputs)
+    before = fingerprint(model)
+    print(f"{args.model}: {len(prunable_parameters(model))} prunable layers, weights loaded name by name, "
+          f"outputs agree to {gap:.1e}; data {args.data}, {len(inputs)} examples; {torch.get_num_threads()} threads\n")
+
+    report: dict[str, Any] = {
+        "model": args.model, "data": args.data, "authors_dtype": args.authors_dtype, "authors_repo": os.path.abspath(args.authors_repo),
+        "machine": machine(), "output_gap": gap, "rows": [],
+    }
+    if args.px_noise:
+        noise = px_noise(authors, args.model, state, loader)
+        report["px_noise"] = noise
+        print_noise(noise)
+        print()
+
+    print(TABLE_HEADER)
+    for method in args.methods:
+        rounds = args.rounds if args.rounds is not None and method in ("synflow", "px") else DEFAULT_ROUNDS[method]
+        matched = MATCHED_OPTIONS.get(method, {})
+        variants = [({}, "pai-bench")]
+        if args.matched and matched:
+            variants.append((matched, "pai-bench"))
+        if args.authors_schedule and rounds > 1:
+            variants.append((matched, "authors"))
+        for options, schedule in variants:
+            for sparsity in args.sparsities:
+                row = compare_one(
+                    authors, args.model, model, state, method, sparsity, rounds, batches, loader, options, schedule,
+                    getattr(torch, args.authors_dtype),
+                )
+                print_row(row, args.layers)
+                report["rows"].append(row.__dict__)
+                if args.out:  # after every row: a long run that is stopped keeps what it has
+                    with open(args.out, "w") as handle:
+                        json.dump(report, handle, indent=1)
+
+    after = fingerprint(model)
+    report["live_model_untouched"] = before == after
+    print(f"\npai-bench's live model untouched by every prune: {before == after} ({before})")
+    if before != after:
+        raise SystemExit("pai_bench.prune changed the live model")
+    if args.out:
+        with open(args.out, "w") as handle:
+            json.dump(report, handle, indent=1)
+
+
+if __name__ == "__main__":
+    main()
