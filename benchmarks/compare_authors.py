@@ -158,7 +158,11 @@ def load_into_authors(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
     """
     theirs = model.state_dict()
     missing = [key for key in state if key not in theirs]
-    shapes = [f"{k}: {tuple(state[k].shape)} vs {tuple(theirs[k].shape)}" for k in state if k in theirs and state[k].shape != theirs[k].shape]
+    shapes = [
+        f"{k}: {tuple(state[k].shape)} vs {tuple(theirs[k].shape)}"
+        for k in state
+        if k in theirs and state[k].shape != theirs[k].shape
+    ]
     modules = dict(model.named_modules())
     extra = []
     for key, value in theirs.items():
@@ -470,7 +474,7 @@ def px_noise(authors, model_name, state, loader) -> dict[str, Any]:
 # Output
 
 
-def describe_options(method: str, options: dict[str, Any]) -> str:
+def describe_options(options: dict[str, Any]) -> str:
     shown = {k: v for k, v in options.items() if k != "rounds"}
     return ",".join(f"{k}={v}" for k, v in shown.items()) or "-"
 
@@ -478,7 +482,8 @@ def describe_options(method: str, options: dict[str, Any]) -> str:
 def print_row(row: Row, show_layers: bool) -> None:
     corr = "-" if row.layer_correlation is None else f"{row.layer_correlation:.3f}"
     print(
-        f"| {row.method} | {describe_options(row.method, row.options)} | {row.schedule} | {row.authors_dtype} | {row.sparsity:g} | {row.rounds} "
+        f"| {row.method} | {describe_options(row.options)} | {row.schedule} | {row.authors_dtype} "
+        f"| {row.sparsity:g} | {row.rounds} "
         f"| {row.asked_pai} / {row.asked_authors} | {row.kept_authors} | {row.kept_pai} "
         f"| {100 * row.agreement:.3f} | {row.jaccard:.3f} | {corr} "
         f"| {len(row.empty_authors)} | {len(row.empty_pai)} | {row.seconds_authors:.1f} / {row.seconds_pai:.1f} |",
@@ -486,11 +491,15 @@ def print_row(row: Row, show_layers: bool) -> None:
     )
     if show_layers:
         for layer in row.layers:
-            print(f"|   | {layer['name']} | total {layer['total']} | authors {layer['authors']} | pai {layer['pai']} | both {layer['both']} |")
+            print(
+                f"|   | {layer['name']} | total {layer['total']} | authors {layer['authors']} "
+                f"| pai {layer['pai']} | both {layer['both']} |"
+            )
 
 
 TABLE_HEADER = (
-    "| method | pai-bench options | schedule | authors' dtype | sparsity | rounds | asked (pai / authors) | kept authors | kept pai-bench "
+    "| method | pai-bench options | schedule | authors' dtype | sparsity | rounds | asked (pai / authors) "
+    "| kept authors | kept pai-bench "
     "| agree % | Jaccard | layer corr | empty authors | empty pai-bench | seconds (authors / pai) |\n"
     "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 )
@@ -560,8 +569,13 @@ def main() -> None:
           f"outputs agree to {gap:.1e}; data {args.data}, {len(inputs)} examples; {torch.get_num_threads()} threads\n")
 
     report: dict[str, Any] = {
-        "model": args.model, "data": args.data, "authors_dtype": args.authors_dtype, "authors_repo": os.path.abspath(args.authors_repo),
-        "machine": machine(), "output_gap": gap, "rows": [],
+        "model": args.model,
+        "data": args.data,
+        "authors_dtype": args.authors_dtype,
+        "authors_repo": os.path.abspath(args.authors_repo),
+        "machine": machine(),
+        "output_gap": gap,
+        "rows": [],
     }
     if args.px_noise:
         noise = px_noise(authors, args.model, state, loader)
