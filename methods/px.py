@@ -313,6 +313,7 @@ class PX(ScoreMethod):
         size = sum(float(score.double().abs().sum()) for score in scores.values())
         gap = sum(float((scores[name].double() - again[name].double()).abs().sum()) for name in scores)
         self.disagreement = gap / size if size > 0 else float("inf")
+        self.extras["score_precision_gap"] = self.disagreement
         if self.disagreement > 0.1:
             warnings.warn(
                 f"px (variant={self.options.variant}): its scores are rounding noise (in float32 "

@@ -74,6 +74,15 @@ def empty_layers(record: Mapping[str, Any]) -> float | None:
     return None if collapsed is None else float(collapsed)
 
 
+def tie_break_share(record: Mapping[str, Any]) -> float | None:
+    """The share of a round's kept weights the driver's tie-break chose (worst round), 0 for
+    masks chosen wholly by their scores; None for a record without per-layer masks."""
+    masks = record.get("masks") or {}
+    if not masks.get("layers"):
+        return None
+    return float((masks.get("tie_break") or {}).get("share", 0.0))
+
+
 def _number(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
@@ -93,6 +102,14 @@ FIGURES: list[Figure] = [
         fmt="{:.0f}",
         only_if_nonzero=True,
         absent="No trial has an empty layer.",
+    ),
+    Figure(
+        "kept weights chosen by the tie-break, not by their scores (share of the round's mask, worst round), max over seeds",
+        tie_break_share,
+        aggregate="max",
+        fmt="{:.1%}",
+        only_if_nonzero=True,
+        absent="Every kept weight was ranked by its score.",
     ),
 ]
 
@@ -316,10 +333,27 @@ def _group_section(analysis: Analysis, group: Group, cells: list[Cell], records,
             hidden.append(figure.absent)
     if hidden:
         lines += [" ".join(hidden), ""]
+    lines += _warning_lines(group_records)
     if layer_plot:
         lines += [f"![per-layer density of each method at each sparsity]({layer_plot})", ""]
     lines += _details(analysis, columns)
     return lines
+
+
+def _warning_lines(records: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The warnings recorded while pruning, one line per method and kind of warning (the
+    message with its numbers blanked), quoting the first trial's message."""
+    kinds: dict[tuple[str, str], list[str]] = {}
+    for record in records:
+        for text in record.get("warnings") or []:
+            kind = re.sub(r"\d[\d.,]*(e[+-]?\d+)?", "#", text)
+            kinds.setdefault((stats.record_row(record).label, kind), []).append(text)
+    if not kinds:
+        return []
+    lines = ["Warnings raised while pruning:", ""]
+    for (label, _), texts in sorted(kinds.items()):
+        lines.append(f"- **{label}**, {_plural(len(texts), 'trial')}: {texts[0]}")
+    return lines + [""]
 
 
 def _figure_table(figure: Figure, references: list[tuple[Cell, RowKey]], columns: list[Cell]) -> str | None:

@@ -4,12 +4,18 @@ A method only scores weights. This module decides which weights are prunable, ru
 of the exponential density schedule, keeps exactly round((1 - s) * N) weights with a
 deterministic tie-break, scores on a deep copy (the caller's model, its buffers and the global
 RNG are left as they were), and reports per-layer statistics.
+
+The tie-break makes the count exact, but a weight it keeps was not chosen by its score. The
+driver counts those weights in every round and warns when they are a visible share of a
+round's mask (scores that are all zero, such as a method whose signal has vanished once a
+layer emptied): a mask chosen in parameter order must not pass for the method's.
 """
 
 from __future__ import annotations
 
 import copy
 import time
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,6 +47,7 @@ class PruneResult:
     seconds: float
     rounds: int = 1
     extras: dict[str, Any] = field(default_factory=dict)
+    tie_break: TieBreak | None = None
 
     @property
     def kept(self) -> int:
@@ -49,6 +56,47 @@ class PruneResult:
     @property
     def total(self) -> int:
         return sum(stat.total for stat in self.layer_stats)
+
+
+#: Share of a round's kept weights chosen by the tie-break above which `prune` warns.
+TIE_BREAK_WARNING_SHARE = 0.01
+
+
+@dataclass
+class TieBreak:
+    """The round whose mask the tie-break decided most: `arbitrary` of its `kept` weights were
+    taken, in parameter order, from `tied` weights of equal score at the threshold."""
+
+    round: int
+    rounds: int
+    arbitrary: int
+    kept: int
+    tied: int
+    rounds_affected: int
+
+    @property
+    def share(self) -> float:
+        return self.arbitrary / self.kept if self.kept else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "round": self.round,
+            "rounds": self.rounds,
+            "arbitrary": self.arbitrary,
+            "kept": self.kept,
+            "tied": self.tied,
+            "rounds_affected": self.rounds_affected,
+            "share": self.share,
+        }
+
+
+@dataclass
+class Selection:
+    """New masks, and how many of their kept weights the tie-break picked among how many tied."""
+
+    masks: Masks
+    arbitrary: int = 0
+    tied: int = 0
 
 
 def check_sparsity(sparsity: float) -> float:
@@ -75,19 +123,26 @@ def top_k_mask(scores: torch.Tensor, k: int) -> torch.Tensor:
     Ties at the threshold go to the lowest flat index, so the count is exact and the same
     scores always give the same mask. NaN scores rank lowest.
     """
+    return top_k(scores, k).masks
+
+
+def top_k(scores: torch.Tensor, k: int) -> Selection:
+    """`top_k_mask` as a `Selection`: with the number of kept entries the tie-break picked,
+    when more entries tie at the threshold than there are places left above it."""
     flat = scores.reshape(-1).to(torch.float64)
     flat = torch.nan_to_num(flat, nan=-torch.inf)
     n = flat.numel()
     if k <= 0:
-        return torch.zeros_like(flat, dtype=torch.bool).view_as(scores)
+        return Selection(torch.zeros_like(flat, dtype=torch.bool).view_as(scores))
     if k >= n:
-        return torch.ones_like(flat, dtype=torch.bool).view_as(scores)
+        return Selection(torch.ones_like(flat, dtype=torch.bool).view_as(scores))
     threshold = torch.kthvalue(flat.cpu(), n - k + 1).values.to(flat.device)
     keep = flat > threshold
     missing = k - int(keep.sum())
-    tied = torch.nonzero(flat == threshold).flatten()[:missing]
-    keep[tied] = True
-    return keep.view_as(scores)
+    at_threshold = torch.nonzero(flat == threshold).flatten()
+    keep[at_threshold[:missing]] = True
+    arbitrary = missing if at_threshold.numel() > missing else 0
+    return Selection(keep.view_as(scores), arbitrary, at_threshold.numel() if arbitrary else 0)
 
 
 def integer_budgets(sizes: Mapping[str, int], densities: Mapping[str, float], total_kept: int) -> dict[str, int]:
@@ -126,7 +181,7 @@ def select(
     masks: Masks,
     keep: int,
     budgets: Mapping[str, int] | None = None,
-) -> Masks:
+) -> Selection:
     """New masks keeping `keep` weights: globally, or per layer when `budgets` are given.
 
     Already-pruned weights score -inf, so a pruned weight never comes back.
@@ -139,19 +194,21 @@ def select(
             raise ValueError(f"score for {name} has shape {tuple(score.shape)}, expected {tuple(masks[name].shape)}")
         ranked.append(torch.where(masks[name].to(score.device), score, torch.full_like(score, -torch.inf)))
     if budgets is not None:
-        return {
-            name: top_k_mask(score, budgets[name]).to(masks[name].device)
-            for name, score in zip(names, ranked)
-        }
+        per_layer = {name: top_k(score, budgets[name]) for name, score in zip(names, ranked)}
+        return Selection(
+            {name: chosen.masks.to(masks[name].device) for name, chosen in per_layer.items()},
+            sum(chosen.arbitrary for chosen in per_layer.values()),
+            sum(chosen.tied for chosen in per_layer.values()),
+        )
     device = ranked[0].device
     flat = torch.cat([score.reshape(-1).to(device) for score in ranked])
-    keep_flat = top_k_mask(flat, keep)
+    chosen = top_k(flat, keep)
     out, offset = {}, 0
     for name in names:
         size = masks[name].numel()
-        out[name] = keep_flat[offset : offset + size].view_as(masks[name]).to(masks[name].device)
+        out[name] = chosen.masks[offset : offset + size].view_as(masks[name]).to(masks[name].device)
         offset += size
-    return out
+    return Selection(out, chosen.arbitrary, chosen.tied)
 
 
 def compute_masks(
@@ -162,8 +219,9 @@ def compute_masks(
     seed: int = 0,
     exclude: Iterable[str] = (),
     invert: bool = False,
-) -> Masks:
-    """Masks for `model` at `sparsity`, scored on deep copies; `model` is never modified.
+) -> tuple[Masks, TieBreak | None]:
+    """Masks for `model` at `sparsity`, scored on deep copies; `model` is never modified; and
+    the round the tie-break decided most (None when every kept weight was chosen by its score).
 
     `invert` keeps the lowest scores instead of the highest, in every round (the sanity check
     of Frankle et al., ICLR 2021: a score that means something should do worse inverted).
@@ -173,14 +231,16 @@ def compute_masks(
         raise UserError(f"model {type(model).__name__} has no prunable (conv or linear) weights")
     masks = full_masks(params)
     if sparsity == 0.0:
-        return masks
+        return masks, None
     sizes = {name: p.numel() for name, p in params.items()}
     total = sum(sizes.values())
     rounds = method.rounds()
     if rounds < 1:
         raise UserError(f"{method.name}.rounds={rounds} must be at least 1")
     generator = torch.Generator(device=_device_of(model)).manual_seed(seed)
-    for keep in schedule(total, sparsity, rounds):
+    worst: TieBreak | None = None
+    affected = 0
+    for index, keep in enumerate(schedule(total, sparsity, rounds)):
         working = copy.deepcopy(model)
         apply_masks(working, masks)
         method.target_kept = keep
@@ -192,8 +252,25 @@ def compute_masks(
             scores = {name: -score.detach().to(torch.float64) for name, score in scores.items()}
         densities = method.layer_densities({n: p.shape for n, p in params.items()}, keep / total)
         budgets = integer_budgets(sizes, densities, keep) if densities is not None else None
-        masks = select(scores, masks, keep, budgets)
-    return masks
+        chosen = select(scores, masks, keep, budgets)
+        masks = chosen.masks
+        if chosen.arbitrary:
+            affected += 1
+            if worst is None or chosen.arbitrary / keep > worst.share:
+                worst = TieBreak(index + 1, rounds, chosen.arbitrary, keep, chosen.tied, 0)
+    if worst is None:
+        return masks, None
+    worst.rounds_affected = affected
+    if worst.share > TIE_BREAK_WARNING_SHARE:
+        warnings.warn(
+            f"{method.name}: in round {worst.round} of {rounds}, {worst.arbitrary:,} of the "
+            f"{worst.kept:,} kept weights ({worst.share:.1%}) were taken in parameter order from "
+            f"{worst.tied:,} weights of equal score: the scores do not rank them "
+            f"({affected} of {rounds} rounds had such ties)",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+    return masks, worst
 
 
 def prune(
@@ -232,6 +309,7 @@ def prune(
     batches = [(x.to(device), y.to(device)) for x, y in data]
     started = time.perf_counter()
     method.extras = {}
+    tie_break = None
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(seed)
         if isinstance(method, ArchitectureMethod):
@@ -239,7 +317,7 @@ def prune(
             masks: Masks = {}
             stats: list[LayerStat] = architecture_stats(model, small)
         elif isinstance(method, ScoreMethod):
-            masks = compute_masks(model, method, sparsity, batches, seed, exclude, invert)
+            masks, tie_break = compute_masks(model, method, sparsity, batches, seed, exclude, invert)
             small = copy.deepcopy(model)
             apply_masks(small, masks)
             stats = layer_stats(masks)
@@ -255,6 +333,7 @@ def prune(
         seconds=time.perf_counter() - started,
         rounds=method.rounds() if isinstance(method, ScoreMethod) else 1,
         extras=dict(method.extras),
+        tie_break=tie_break,
     )
 
 

@@ -311,6 +311,10 @@ def record_group(record: Mapping[str, Any]) -> Group:
     )
 
 
+def record_row(record: Mapping[str, Any]) -> RowKey:
+    return RowKey(str(record.get("method")), record.get("ablation") or None)
+
+
 def cell_key(record: Mapping[str, Any]) -> tuple[Group, float]:
     return (record_group(record), float(record.get("sparsity") or 0.0))
 
@@ -327,7 +331,7 @@ def collect_cells(records: Iterable[Mapping[str, Any]]) -> dict[tuple[Group, flo
         cell = cells.get(key)
         if cell is None:
             cell = cells[key] = Cell(*key)
-        row_key = RowKey(str(record.get("method")), record.get("ablation") or None)
+        row_key = record_row(record)
         row = cell.rows.setdefault(row_key, Row(row_key, reference=not row_key.ablation and is_reference(row_key.method, key[1])))
         row.records.append(dict(record))
         status = record.get("status")

@@ -291,17 +291,22 @@ def _prune(spec: TrialSpec, dataset: Dataset, device: torch.device) -> tuple[tor
 
     split = dataset.train.subset(class_balanced_indices(dataset.train.labels, spec.data.prune_per_class, spec.seed))
     method = create_method(spec.method, spec.options)
-    result = prune(
-        model,
-        method,
-        spec.sparsity,
-        pruning_loader(split, dataset, spec, device),
-        seed=spec.seed,
-        exclude=spec.prune.exclude,
-        invert=spec.ablation == "invert",
-    )
-    dense, pruned, masks, stats = model, result.model, result.masks, result.layer_stats
+    with warnings.catch_warnings(record=True) as raised:
+        warnings.simplefilter("always", RuntimeWarning)
+        result = prune(
+            model,
+            method,
+            spec.sparsity,
+            pruning_loader(split, dataset, spec, device),
+            seed=spec.seed,
+            exclude=spec.prune.exclude,
+            invert=spec.ablation == "invert",
+        )
     setup: dict[str, Any] = {"options": result.options}
+    pruning_warnings = _reraise_warnings(raised)
+    if pruning_warnings:
+        setup["warnings"] = pruning_warnings
+    dense, pruned, masks, stats = model, result.model, result.masks, result.layer_stats
     if spec.ablation in ("shuffle", "reinit"):
         dense, masks, setup["ablation_seed"] = _ablate(spec, model, masks, dataset.num_classes, device)
         pruned = copy.deepcopy(dense)
@@ -315,6 +320,8 @@ def _prune(spec: TrialSpec, dataset: Dataset, device: torch.device) -> tuple[tor
         "collapsed_layers": sum(stat.collapsed for stat in stats),
         "layers": [stat.as_dict() for stat in stats],
     }
+    if result.tie_break is not None:
+        setup["masks"]["tie_break"] = result.tie_break.as_dict()
     setup["timings"] = {"prune_s": result.seconds}
     shape = input_shape(dataset, spec.data)
     setup.update(trial_figures(dense, pruned, masks, shape))
@@ -335,6 +342,22 @@ def _prune(spec: TrialSpec, dataset: Dataset, device: torch.device) -> tuple[tor
         }
         setup["timings"]["ntk_s"] = ntk["pruned"]["seconds"] + ntk["dense"]["seconds"]
     return pruned, masks, setup
+
+
+def _reraise_warnings(raised: list[warnings.WarningMessage]) -> list[str]:
+    """The distinct messages of the RuntimeWarnings (what the driver and methods warn about
+    the masks) raised while pruning; every warning caught is shown again.
+
+    Captured so the record keeps them: under Ray a warning reaches only a worker's log, and a
+    leaderboard reader must learn that, say, a method's scores were rounding noise.
+    """
+    messages: list[str] = []
+    for caught in raised:
+        warnings.warn_explicit(caught.message, caught.category, caught.filename, caught.lineno)
+        text = str(caught.message)
+        if issubclass(caught.category, RuntimeWarning) and text not in messages:
+            messages.append(text)
+    return messages
 
 
 def _ablate(

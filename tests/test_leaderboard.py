@@ -105,6 +105,25 @@ def test_figure_tables_follow_the_records(tmp_path):
     assert "speed-up" not in text and "Layer collapse" not in text and "No trial has an empty layer." in text
 
 
+def test_tie_broken_masks_and_pruning_warnings_are_shown(tmp_path):
+    records = fixed_records()
+    noisy = [r for r in records if r["method"] == "synflow" and r["status"] == "done"]
+    for r in noisy:
+        r["masks"]["tie_break"] = {"share": 0.25 if r["sparsity"] > 0.95 else 0.5, "round": 3}
+        r["warnings"] = [f"synflow: in round {r['seed'] + 2} of 100, 7 of the 28 kept weights were tied"]
+    noisy[0]["warnings"].append("synflow: scores are noise")
+    text = write(records, tmp_path / "w.md")[0].read_text()
+    ties = text.split("Kept weights chosen by the tie-break")[1].split("\n\n")[1]
+    assert "| synflow         | 50.0%  | 25.0%  |" in ties and "| snip            | 0.0%   | 0.0%   |" in ties
+    assert "Every kept weight was ranked by its score." not in text
+    warned = text.split("Warnings raised while pruning:")[1].split("\n\n")[1].splitlines()
+    # one line per kind of message (numbers blanked), quoting the first trial's
+    assert warned == [
+        f"- **synflow**, {len(noisy)} trials: synflow: in round 2 of 100, 7 of the 28 kept weights were tied",
+        "- **synflow**, 1 trial: synflow: scores are noise",
+    ]
+
+
 def test_layer_collapse_counts_empty_layers_and_layers_with_no_output_unit():
     layer = {"name": "conv", "kept": 5, "total": 9, "outputs": 4, "alive_outputs": 4}
     record = {"masks": {"layers": [layer, {**layer, "kept": 0, "alive_outputs": 0}, {**layer, "alive_outputs": 0}]}}

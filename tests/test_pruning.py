@@ -9,7 +9,7 @@ import pai_bench
 from pai_bench.errors import UserError
 from pai_bench.masks import prunable_parameters
 from pai_bench.method import ScoreMethod
-from pai_bench.pruning import integer_budgets, kept_count, schedule, select, top_k_mask
+from pai_bench.pruning import TIE_BREAK_WARNING_SHARE, integer_budgets, kept_count, schedule, select, top_k, top_k_mask
 
 
 def state_copy(model):
@@ -90,6 +90,52 @@ def test_top_k_breaks_ties_by_lowest_index():
     assert int(top_k_mask(torch.zeros(5), 0).sum()) == 0
 
 
+def test_top_k_counts_the_picks_the_tie_break_made():
+    scores = torch.tensor([3.0, 2.0, 2.0, 2.0, 0.5])
+    straddling = top_k(scores, 2)  # 3.0 by its score, then one of the three 2.0s
+    assert (straddling.arbitrary, straddling.tied) == (1, 3)
+    inside = top_k(scores, 4)  # all three 2.0s fit: the scores decided
+    assert (inside.arbitrary, inside.tied) == (0, 0)
+    assert top_k(torch.zeros(10), 4).arbitrary == 4
+
+
+class ConstantMethod(ScoreMethod):
+    """Scores every weight alike from the second round on, as a method whose signal vanished."""
+
+    name = "constant-later"
+
+    def rounds(self) -> int:
+        return 4
+
+    def score(self, model, masks, batches, generator):
+        self.calls = getattr(self, "calls", 0) + 1
+        params = dict(model.named_parameters())
+        if self.calls == 1:
+            return {name: params[name].detach().abs() for name in masks}
+        return {name: torch.zeros(mask.shape) for name, mask in masks.items()}
+
+
+def test_rounds_decided_by_the_tie_break_are_reported_and_warned(tiny_net, batches):
+    with pytest.warns(RuntimeWarning, match=r"constant-later: in round \d of 4, .* weights of equal score"):
+        result = pai_bench.prune(tiny_net, ConstantMethod(), 0.9, batches)
+    ties = result.tie_break
+    assert ties is not None and ties.rounds_affected == 3
+    # In rounds 2-4 every kept weight is a pick among the survivors of round 1, all scored 0.
+    counts = schedule(result.total, 0.9, 4)
+    assert ties.arbitrary == ties.kept == counts[ties.round - 1]
+    assert ties.tied == counts[ties.round - 2]
+    assert ties.share == 1.0 > TIE_BREAK_WARNING_SHARE
+
+
+def test_masks_chosen_by_distinct_scores_have_no_tie_break(tiny_net, batches):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        result = pai_bench.prune(tiny_net, "magnitude", 0.9, batches)
+    assert result.tie_break is None
+
+
 def test_schedule_is_exponential_and_ends_exact():
     counts = schedule(1000, 0.99, 4)
     assert counts == [round(1000 * 0.01 ** (r / 4)) for r in (1, 2, 3)] + [10]
@@ -120,9 +166,9 @@ class ReviveMethod(ScoreMethod):
 def test_pruned_weights_stay_pruned_across_rounds(tiny_net, batches):
     masks = {n: torch.ones_like(p, dtype=torch.bool) for n, p in prunable_parameters(tiny_net).items()}
     scores = {n: torch.arange(m.numel(), dtype=torch.float).view_as(m) for n, m in masks.items()}
-    first = select(scores, masks, 50)
+    first = select(scores, masks, 50).masks
     reversed_scores = {n: -s for n, s in scores.items()}
-    second = select(reversed_scores, first, 20)
+    second = select(reversed_scores, first, 20).masks
     assert all(torch.all(second[n] <= first[n]) for n in masks)
     result = pai_bench.prune(tiny_net, ReviveMethod(), 0.9, batches)
     assert result.rounds == 3

@@ -211,3 +211,17 @@ def test_an_ablation_of_a_method_without_scored_masks_fails_the_trial():
     spec = dataclasses.replace(quick_specs("methods=[dense]", "seeds=1", "data.subset=100")[0], ablation="shuffle")
     record = run_trial(spec)
     assert record["status"] == "failed" and "ablation 'shuffle' does not apply to 'dense'" in record["error"]
+
+
+def test_warnings_raised_while_pruning_stay_in_the_record():
+    """PX's authors' variant on QuickNet scores rounding noise and says so; the record keeps it."""
+    overrides = ("methods=[px,magnitude]", "px.rounds=2", "sparsities=[0.9]", "seeds=1", "train.epochs=1", "data.subset=100")
+    specs = {spec.method: spec for spec in quick_specs(*overrides)}
+    dataset = load_trial_data(specs["px"])
+    with pytest.warns(RuntimeWarning, match="rounding noise"):
+        noisy = run_trial(specs["px"], dataset=dataset)
+    assert noisy["status"] == "done", noisy.get("error")
+    assert len(noisy["warnings"]) == 1 and "px (variant=authors): its scores are rounding noise" in noisy["warnings"][0]
+    assert noisy["extras"]["score_precision_gap"] > 0.1
+    clean = run_trial(specs["magnitude"], dataset=dataset)
+    assert "warnings" not in clean and "tie_break" not in clean["masks"]
