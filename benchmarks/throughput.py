@@ -14,6 +14,7 @@ Prints images/s and the ratios b/a and c/a, and writes JSON (`--out`). The batch
 protocol's 128 throughout: speed must not change the protocol.
 
     python benchmarks/throughput.py --data cifar10 --out throughput.json      # GPU machine
+    python benchmarks/throughput.py --data imagefolder --root /tmp/cifar10-jpeg   # the shared JPEGs
     python benchmarks/throughput.py --device cpu --data quickstart --steps 5 --packed 2 --workers 2   # smoke
 """
 
@@ -136,9 +137,9 @@ def timed(function, device: torch.device) -> float:
     return time.perf_counter() - started
 
 
-def _packed_worker(data: str, device_name: str, steps: int, settings: dict, barrier, queue) -> None:
+def _packed_worker(data: str, root: str | None, device_name: str, steps: int, settings: dict, barrier, queue) -> None:
     device = torch.device(device_name)
-    dataset = load_dataset(data)
+    dataset = load_dataset(data, root)
     trainer, loader = engine_trainer(dataset, device, EngineSettings(**settings))
     steps = min(steps, len(loader))
     limited = _Limited(loader, steps)
@@ -150,10 +151,10 @@ def _packed_worker(data: str, device_name: str, steps: int, settings: dict, barr
     queue.put(result)
 
 
-def packed_rate(data: str, device: torch.device, steps: int, settings: EngineSettings, count: int) -> dict:
+def packed_rate(data: str, root: str | None, device: torch.device, steps: int, settings: EngineSettings, count: int) -> dict:
     context = mp.get_context("spawn")
     barrier, queue = context.Barrier(count), context.Queue()
-    workers = [context.Process(target=_packed_worker, args=(data, str(device), steps, asdict(settings), barrier, queue)) for _ in range(count)]
+    workers = [context.Process(target=_packed_worker, args=(data, root, str(device), steps, asdict(settings), barrier, queue)) for _ in range(count)]
     for worker in workers:
         worker.start()
     results = [queue.get(timeout=3600) for _ in workers]
@@ -167,6 +168,7 @@ def packed_rate(data: str, device: torch.device, steps: int, settings: EngineSet
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default="cifar10", help="a registered dataset with the CIFAR-10 layout")
+    parser.add_argument("--root", default=None, help="where the dataset's files are (default: its usual place)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--steps", type=int, default=300, help="timed steps per measurement")
     parser.add_argument("--workers", type=int, default=8, help="DataLoader workers of the reference pipeline")
@@ -176,7 +178,7 @@ def main() -> None:
 
     device = torch.device(args.device)
     settings = EngineSettings.for_device(device)
-    dataset = load_dataset(args.data)
+    dataset = load_dataset(args.data, args.root)
     report = {
         "date": time.strftime("%Y-%m-%d"),
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine(),
@@ -190,7 +192,7 @@ def main() -> None:
     report["single"] = engine_rate(dataset, device, args.steps, settings)
     print(f"(b) pai-bench      {report['single']['images_per_s']:10.0f} images/s   b/a = {report['single']['images_per_s'] / report['reference']['images_per_s']:.2f}")
     if args.packed:
-        report["packed"] = packed_rate(args.data, device, args.steps, settings, args.packed)
+        report["packed"] = packed_rate(args.data, args.root, device, args.steps, settings, args.packed)
         aggregate = report["packed"]["aggregate_images_per_s"]
         print(f"(c) {args.packed} packed       {aggregate:10.0f} images/s   c/a = {aggregate / report['reference']['images_per_s']:.2f}")
     if "peak_memory_gb" in report["single"]:

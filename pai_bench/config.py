@@ -8,6 +8,8 @@ a method's name sets that method's option (`px.rounds=50` -> `options.px.rounds`
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -39,6 +41,8 @@ class DataConfig:
     subset: Optional[int] = None  # train on a class-stratified subset of this many images
     augment: str = "crop-flip"  # none | crop-flip | rrc-flip
     padding: int = 4  # crop padding for crop-flip
+    rrc_scale: Optional[list[float]] = None  # rrc-flip's range of crop area fractions; null: [0.1, 1.0]
+    rrc_ratio: Optional[list[float]] = None  # rrc-flip's range of aspect ratios; null: torchvision's [0.75, 1.333]
     prune_per_class: int = 10  # pruning split: examples per class, drawn once per seed
 
 
@@ -300,8 +304,18 @@ def _validate_cell(cell: CellConfig | SuiteConfig) -> None:
         raise unknown_choice("dataset", cell.data.name, list_datasets())
     if cell.train.epochs < 1:
         raise UserError(f"train.epochs={cell.train.epochs}: need at least one epoch")
+    _validate_range("data.rrc_scale", cell.data.rrc_scale, upper=1.0)
+    _validate_range("data.rrc_ratio", cell.data.rrc_ratio)
     if cell.prune.batch_size is not None and cell.prune.batch_size < 1:
         raise UserError(f"prune.batch_size={cell.prune.batch_size}: must be positive, or null for the whole pruning split")
+
+
+def _validate_range(name: str, bounds: list[float] | None, upper: float = math.inf) -> None:
+    if bounds is None:
+        return
+    if len(bounds) != 2 or not 0 < bounds[0] <= bounds[1] <= upper:
+        limit = f" <= {upper:g}" if math.isfinite(upper) else ""
+        raise UserError(f"{name}={list(bounds)}: must be [low, high] with 0 < low <= high{limit}, or null for the default")
 
 
 def _validate_execution(config: SuiteConfig) -> None:

@@ -24,6 +24,7 @@ from torch import nn
 
 from pai_bench.config import DataConfig, TrainConfig
 from pai_bench.data import BatchLoader, Dataset, ImageSet
+from pai_bench.data.augment import RRC_RATIO, RRC_SCALE
 from pai_bench.engine import EngineSettings, FastTrainer
 from pai_bench.masks import MaskEnforcer
 
@@ -86,6 +87,8 @@ def train_loader(train_set: ImageSet, dataset: Dataset, data: DataConfig, train:
         std=dataset.std,
         augment=data.augment,
         padding=data.padding,
+        crop_scale=tuple(data.rrc_scale) if data.rrc_scale else RRC_SCALE,
+        crop_ratio=tuple(data.rrc_ratio) if data.rrc_ratio else RRC_RATIO,
         input_size=data.input_size,
         shuffle=True,
         seed=seed,

@@ -48,7 +48,7 @@ NOT_IN_KEY = {
 }
 #: Fields added after trials were first keyed: hashed only when set (not None), so the trials
 #: that do not use them keep their keys, and their finished records.
-KEY_ONLY_WHEN_SET = {("ablation",), ("prune", "batch_size")}
+KEY_ONLY_WHEN_SET = {("ablation",), ("prune", "batch_size"), ("data", "rrc_scale"), ("data", "rrc_ratio")}
 
 
 @dataclass(frozen=True)
@@ -70,6 +70,13 @@ class TrialSpec:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @property
+    def label(self) -> str:
+        """How progress lines name the trial: method (and ablation), sparsity, seed, cell."""
+        method = f"{self.method} ({self.ablation})" if self.ablation else self.method
+        cell = f", {self.cell}" if self.cell else ""
+        return f"{method}, s={self.sparsity:g}, seed={self.seed}{cell}"
 
     @property
     def key(self) -> str:

@@ -69,3 +69,9 @@ def test_suite_from_a_yaml_path_and_show_round_trips(tmp_path):
     assert (config.suite, config.model.name, config.seeds) == ("mine", "resnet20", 3)
     text = to_yaml(config)
     assert "methods:\n- magnitude" in text and "seeds: 3" in text
+
+
+@pytest.mark.parametrize("override", ["data.rrc_ratio=[1.25,0.8]", "data.rrc_scale=[0.1,1.5]", "data.rrc_scale=[0.5]", "data.rrc_ratio=[0,1]"])
+def test_rrc_ranges_must_be_ordered_positive_pairs(override):
+    with pytest.raises(UserError, match=override.split("=")[0]):
+        load_config("quickstart", [override])

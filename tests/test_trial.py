@@ -225,3 +225,9 @@ def test_warnings_raised_while_pruning_stay_in_the_record():
     assert noisy["extras"]["score_precision_gap"] > 0.1
     clean = run_trial(specs["magnitude"], dataset=dataset)
     assert "warnings" not in clean and "tie_break" not in clean["masks"]
+
+
+def test_label_names_the_ablation_and_cell_the_key_leaves_out():
+    spec = quick_specs("methods=[snip]", "sparsities=[0.9]", "seeds=1")[0]
+    assert spec.label == "snip, s=0.9, seed=0"
+    assert dataclasses.replace(spec, ablation="shuffle", cell="cifar100").label == "snip (shuffle), s=0.9, seed=0, cifar100"

@@ -17,6 +17,11 @@ from torchvision.ops import roi_align
 FALLBACK_TRIES = 10
 """torchvision's RandomResizedCrop tries this many (scale, ratio) draws before a center crop."""
 
+RRC_SCALE = (0.1, 1.0)
+"""Area fractions of a random resized crop: the PX and Synaptic-Flow codes' Tiny-ImageNet range."""
+RRC_RATIO = (3 / 4, 4 / 3)
+"""Aspect ratios of a random resized crop: torchvision's default (the PX code uses 0.8 to 1.25)."""
+
 
 def random_crop_flip(
     images: torch.Tensor, padding: int, generator: torch.Generator
@@ -64,8 +69,8 @@ def random_resized_crop_flip(
     images: torch.Tensor,
     output_size: int,
     generator: torch.Generator,
-    scale: tuple[float, float] = (0.1, 1.0),
-    ratio: tuple[float, float] = (3 / 4, 4 / 3),
+    scale: tuple[float, float] = RRC_SCALE,
+    ratio: tuple[float, float] = RRC_RATIO,
 ) -> torch.Tensor:
     """torchvision's RandomResizedCrop + RandomHorizontalFlip, drawn for all images at once."""
     n, _, height, width = images.shape
@@ -79,8 +84,8 @@ def draw_resized_crop_flip(
     width: int,
     generator: torch.Generator,
     device: torch.device,
-    scale: tuple[float, float] = (0.1, 1.0),
-    ratio: tuple[float, float] = (3 / 4, 4 / 3),
+    scale: tuple[float, float] = RRC_SCALE,
+    ratio: tuple[float, float] = RRC_RATIO,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(boxes, flips) for `resized_crop_flip`, drawn on the generator's device."""
     boxes = resized_crop_boxes(n, height, width, generator, scale, ratio)

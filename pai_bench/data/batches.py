@@ -11,6 +11,8 @@ from collections.abc import Iterator, Sequence
 import torch
 
 from pai_bench.data.augment import (
+    RRC_RATIO,
+    RRC_SCALE,
     crop_flip,
     draw_crop_flip,
     draw_resized_crop_flip,
@@ -46,6 +48,8 @@ class BatchLoader:
         std: Sequence[float],
         augment: str = "none",
         padding: int = 4,
+        crop_scale: tuple[float, float] = RRC_SCALE,
+        crop_ratio: tuple[float, float] = RRC_RATIO,
         input_size: int | None = None,
         shuffle: bool = False,
         drop_last: bool = False,
@@ -65,6 +69,7 @@ class BatchLoader:
         self.mean, self.std = tuple(mean), tuple(std)
         self.augment = augment
         self.padding = padding
+        self.crop_scale, self.crop_ratio = crop_scale, crop_ratio
         self.input_size = input_size
         self.shuffle = shuffle
         self.drop_last = drop_last
@@ -103,7 +108,7 @@ class BatchLoader:
         if self.augment == "crop-flip":
             return draw_crop_flip(n, self.padding, generator, self.device)
         if self.augment == "rrc-flip":
-            return draw_resized_crop_flip(n, height, width, generator, self.device)
+            return draw_resized_crop_flip(n, height, width, generator, self.device, self.crop_scale, self.crop_ratio)
         return ()
 
     def prepare(self, images: torch.Tensor, draws: tuple[torch.Tensor, ...]) -> torch.Tensor:

@@ -38,11 +38,11 @@ def run_local(
     bar = tqdm(total=len(todo), unit="trial", disable=not progress, file=sys.stderr, dynamic_ncols=True)
     try:
         for spec in todo:
-            bar.set_description(f"{spec.method} s={spec.sparsity:g} seed={spec.seed}")
+            bar.set_description(spec.label)
             record = _run_one(spec, store, datasets[data_key(spec)], checkpoint_every)
             counts[record["status"]] += 1
             if record["status"] == "failed":
-                bar.write(f"trial {spec.key} ({spec.method}, s={spec.sparsity:g}, seed={spec.seed}) failed: {record['error']}")
+                bar.write(f"trial {spec.key} ({spec.label}) failed: {record['error']}")
             bar.set_postfix({status: counts[status] for status in ("done", "failed", "diverged") if counts[status]})
             bar.update()
     finally:

@@ -242,12 +242,17 @@ def _trial_name(trial: Any) -> str:
     config = trial.config["trial"]
     spec = config["spec"]
     cell = f"{spec['cell']}-" if spec.get("cell") else ""
-    return f"{cell}{spec['method']}-s{spec['sparsity']:g}-seed{spec['seed']}-{config['key']}"
+    ablation = f"-{spec['ablation']}" if spec.get("ablation") else ""
+    return f"{cell}{spec['method']}{ablation}-s{spec['sparsity']:g}-seed{spec['seed']}-{config['key']}"
 
 
 def _trainable(config: dict[str, Any], datasets: list) -> None:
     """One trial in a Tune worker: run it with Tune's hooks, then report its record."""
     logging.getLogger("ray.train").setLevel(logging.WARNING)  # one line per checkpoint otherwise
+    # Ray sets OMP_NUM_THREADS to the trial's CPUs only where the driver's environment left it
+    # unset; a trial uses the CPUs it was given either way.
+    cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1)
+    torch.set_num_threads(max(1, int(cpus)))
     trial = config["trial"]
     spec = TrialSpec.from_dict(trial["spec"])
     hook = TuneCheckpoint(trial["checkpoint_every"], (trial["resume"] or {}).get("path"))
@@ -353,7 +358,7 @@ class _Recorder(tune.Callback):
 
     def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         spec = self.specs[trial.config["trial"]["key"]]
-        self.bar.write(f"trial {spec.key} ({_label(spec)}) lost its worker: {_error(trial)}; retrying from its last checkpoint")
+        self.bar.write(f"trial {spec.key} ({spec.label}) lost its worker: {_error(trial)}; retrying from its last checkpoint")
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         key = trial.config["trial"]["key"]
@@ -376,7 +381,7 @@ class _Recorder(tune.Callback):
         self.store.write(record)
         if record["status"] == "failed":
             spec = self.specs[record["key"]]
-            self.bar.write(f"trial {spec.key} ({_label(spec)}) failed: {record.get('error')}")
+            self.bar.write(f"trial {spec.key} ({spec.label}) failed: {record.get('error')}")
         self.bar.update()
         self._show()
 
@@ -407,10 +412,6 @@ def _discard_checkpoints(storage: str, keys: Sequence[str]) -> None:
     for key in keys:
         for folder in root.glob(f"*/*-{key}/checkpoint_*"):
             shutil.rmtree(folder, ignore_errors=True)
-
-
-def _label(spec: TrialSpec) -> str:
-    return f"{spec.method}, s={spec.sparsity:g}, seed={spec.seed}"
 
 
 def _error(trial: Any) -> str:

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# The GPU checks the open issues ask for, in stages that each fit one 10-minute device call.
+#
+#   speed     issue 8 throughput (a) / (b) / (c) and peak memory; issue 3 PX and SynFlow
+#             pruning time on the GPU; a 2-epoch fast-engine trial through the CLI   (~5 min)
+#   accuracy  issue 8: dense ResNet-20, 30 epochs, 2 seeds, fast engine vs fp32     (~8 min)
+#   packing   issue 6: 4 trials on one GPU under Ray Tune vs one at a time           (~6 min)
+#
+# On the device machine, from the repo root, after the line ../shared/tools/gpu-bundle.sh
+# printed (which puts Ray, OmegaConf and the CIFAR-10 JPEGs in .gpu):
+#   bash benchmarks/gpu_session.sh speed
+# Each stage writes its JSON and logs under $OUT (or ./gpu-out) and ends with a short summary.
+set -uo pipefail
+stage=${1:?usage: gpu_session.sh speed|accuracy|packing}
+out=${OUT:-gpu-out}
+mkdir -p "$out"
+data=${PAI_BENCH_CIFAR10_JPEG:-/tmp/cifar10-jpeg}
+if [ ! -d "$data/train" ]; then
+  mkdir -p "$data" && tar xzf .gpu/cifar10-jpeg.tar.gz -C "$data" || { echo "no CIFAR-10 JPEGs: run gpu-bundle.sh here first"; exit 2; }
+fi
+export PYTHONUNBUFFERED=1 PYTHONPATH="${PYTHONPATH:+$PYTHONPATH:}$PWD"
+cifar=(data.name=imagefolder "data.root=$data")
+status=0
+step() {  # step NAME COMMAND...: run, log to $out/NAME.log, remember a failure, go on
+  local name=$1; shift
+  echo "== $name: $*"
+  "$@" 2>&1 | tee "$out/$name.log"
+  local rc=${PIPESTATUS[0]}
+  [ "$rc" -eq 0 ] || { echo "== $name failed (exit $rc)"; status=1; }
+}
+
+case "$stage" in
+speed)
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$out/gpu.csv" 2>&1
+  python3 -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name())"
+  step throughput python3 benchmarks/throughput.py --data imagefolder --root "$data" --out "$out/throughput.json"
+  step prune_speed python3 benchmarks/prune_speed.py --device cuda --methods px synflow snip grasp --repeats 2 --out "$out/prune_speed.json"
+  step cli_trial python3 -m pai_bench run suite=cifar10 methods=[snip] sparsities=[0.982] seeds=1 train.epochs=2 \
+    train.milestones=[1] executor=local out=/tmp/runs/cli "${cifar[@]}"
+  cp /tmp/runs/cli/leaderboard.md "$out/cli_leaderboard.md" 2>/dev/null
+  ;;
+accuracy)
+  step engine_accuracy python3 benchmarks/engine_accuracy.py --out-dir /tmp/runs/engine --out "$out/engine_accuracy.json" \
+    --set "${cifar[@]}"
+  ;;
+packing)
+  step packing python3 benchmarks/packing.py --out-dir /tmp/runs/packing --out "$out/packing.json" --set "${cifar[@]}"
+  ;;
+*)
+  echo "unknown stage '$stage': valid stages are speed, accuracy, packing"; exit 2
+  ;;
+esac
+exit $status
