@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The GPU checks the open issues ask for, in stages that each fit one 10-minute device call.
 #
-#   speed     issue 8 throughput (a) / (b) / (c) and peak memory; issue 3 PX and SynFlow
-#             pruning time on the GPU; a 2-epoch fast-engine trial through the CLI   (~5 min)
+#   speed     issue 8: graph breaks and CUDA-graph skips of the compiled step, throughput
+#             (a) / (b) / (c) and peak memory; issue 3: PX and SynFlow pruning time on the
+#             GPU; a 2-epoch fast-engine trial through the CLI                     (~6 min)
 #   accuracy  issue 8: dense ResNet-20, 30 epochs, 2 seeds, fast engine vs fp32     (~8 min)
 #   packing   issue 6: 4 trials on one GPU under Ray Tune vs one at a time           (~6 min)
 #
@@ -33,6 +34,7 @@ case "$stage" in
 speed)
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$out/gpu.csv" 2>&1
   python3 -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name())"
+  step compile_check python3 benchmarks/compile_check.py --device cuda --out "$out/compile_check.json"
   step throughput python3 benchmarks/throughput.py --data imagefolder --root "$data" --out "$out/throughput.json"
   step prune_speed python3 benchmarks/prune_speed.py --device cuda --methods px synflow snip grasp --repeats 2 --out "$out/prune_speed.json"
   step cli_trial python3 -m pai_bench run suite=cifar10 methods=[snip] sparsities=[0.982] seeds=1 train.epochs=2 \

@@ -86,6 +86,7 @@ class FastTrainer:
         self.scheduler = torch.optim.lr_scheduler.MultiStepLR(
             self.optimizer, milestones=list(train_config.milestones), gamma=train_config.gamma
         )
+        self.optimizer._opt_called = True  # what the bypassed wrapper records; the scheduler checks it
         self._compiled: dict[Callable, Callable] = {}
         self._update = self._compile(self._masked_update)
         with torch.no_grad():
@@ -112,7 +113,9 @@ class FastTrainer:
     def _masked_update(self) -> None:
         grads = [param.grad for param in self.masked]
         torch._foreach_mul_(grads, self.masks)
-        self.optimizer.step()
+        # The class's step, not the instance's: the scheduler wraps `optimizer.step` in a
+        # function torch.compile will not trace, which would leave the update eager.
+        type(self.optimizer).step(self.optimizer)
         torch._foreach_mul_(self.masked, self.masks)
 
     def _new_step(self) -> None:

@@ -8,6 +8,7 @@ and bf16 are the GPU's part and are measured in benchmarks/throughput.py.
 from __future__ import annotations
 
 import copy
+from collections import Counter
 import math
 
 import pytest
@@ -124,6 +125,23 @@ def test_compiled_step_matches_the_eager_step():
     assert compiled.evaluate(test) == pytest.approx(eager.evaluate(test), rel=1e-4)
     for name, value in eager_model.state_dict().items():
         torch.testing.assert_close(compiled_model.state_dict()[name], value, rtol=1e-4, atol=1e-5)
+
+
+def test_the_optimizer_step_is_compiled_not_skipped():
+    """The scheduler wraps `optimizer.step` in a function torch.compile refuses to trace; the
+    engine must reach the optimizer's own step, or the whole update runs eagerly. The only
+    breaks left are the two the optimizer asks for around its step."""
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()
+    counters.clear()
+    model = TinyNet()
+    trainer = FastTrainer(model, half_masks(model), TRAIN, CPU, COMPILED)
+    trainer.train_epoch(loader())
+    trainer.scheduler.step()  # no warning that it ran before optimizer.step
+    breaks = Counter(counters["graph_break"])
+    assert not [reason for reason in breaks if "skipped" in reason], breaks
+    assert sum(breaks.values()) == 2 and all("graph_break()" in reason for reason in breaks), breaks
 
 
 def test_settings_per_device():
