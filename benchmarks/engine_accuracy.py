@@ -17,13 +17,11 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import time
 from pathlib import Path
 from typing import Any
 
-import torch
 
-from suite_runs import run, steady_epoch_seconds
+from suite_runs import add_run_arguments, report_header, run, steady_epoch_seconds
 
 #: The largest gap of mean accuracy (points) between the engines that issue 8 accepts.
 TOLERANCE = 0.5
@@ -63,25 +61,15 @@ def compare(fast: dict[str, Any], fp32: dict[str, Any]) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--suite", default="cifar10")
+    add_run_arguments(parser, "runs/engine-accuracy")
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--milestones", type=int, nargs="+", default=[15, 22])
     parser.add_argument("--executor", default="tune", choices=("tune", "local"))
     parser.add_argument("--gpu-share", type=float, default=0.5, help="resources.gpu per trial (0.5: both seeds at once)")
-    parser.add_argument("--out-dir", default="runs/engine-accuracy")
-    parser.add_argument("--set", nargs="*", default=[], help="more KEY=VALUE overrides for both runs")
-    parser.add_argument("--out", default=None, help="write the figures as JSON here")
     args = parser.parse_args()
 
-    report: dict[str, Any] = {
-        "date": time.strftime("%Y-%m-%d"),
-        "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
-        "torch": torch.__version__,
-        "suite": args.suite,
-        "epochs": args.epochs,
-        "tolerance": TOLERANCE,
-    }
+    report: dict[str, Any] = {**report_header(args), "epochs": args.epochs, "tolerance": TOLERANCE}
     for fast in (True, False):
         report["fast" if fast else "fp32"] = run_engine(args, fast)
     report["comparison"] = compare(report["fast"], report["fp32"])

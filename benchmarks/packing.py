@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from suite_runs import most_at_once, run, steady_epoch_seconds
+from suite_runs import add_run_arguments, most_at_once, report_header, run, steady_epoch_seconds
 
 
 def measure(args: argparse.Namespace, share: float, name: str) -> dict[str, Any]:
@@ -52,22 +51,13 @@ def measure(args: argparse.Namespace, share: float, name: str) -> dict[str, Any]
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--suite", default="cifar10")
+    add_run_arguments(parser, "runs/packing")
     parser.add_argument("--packed", type=int, default=4, help="trials per GPU in the packed run")
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--cpu", type=float, default=2, help="resources.cpu per trial")
-    parser.add_argument("--out-dir", default="runs/packing")
-    parser.add_argument("--set", nargs="*", default=[], help="more KEY=VALUE overrides for both runs")
-    parser.add_argument("--out", default=None, help="write the figures as JSON here")
     args = parser.parse_args()
 
-    report: dict[str, Any] = {
-        "date": time.strftime("%Y-%m-%d"),
-        "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
-        "torch": torch.__version__,
-        "suite": args.suite,
-        "packed": args.packed,
-    }
+    report: dict[str, Any] = {**report_header(args), "packed": args.packed}
     report["alone"] = measure(args, 1.0, "alone")
     report["packed_run"] = measure(args, 1.0 / args.packed, "packed")
     alone, packed = report["alone"]["steady_epoch_s"], report["packed_run"]["steady_epoch_s"]

@@ -2,14 +2,35 @@
 
 from __future__ import annotations
 
+import argparse
 import statistics
 import time
 from datetime import datetime
 from typing import Any
 
+import torch
+
 from pai_bench.config import load_config
 from pai_bench.leaderboard import load_run_records
 from pai_bench.runner import run_suite
+
+
+def add_run_arguments(parser: argparse.ArgumentParser, out_dir: str) -> None:
+    """The options every suite-running benchmark takes."""
+    parser.add_argument("--suite", default="cifar10")
+    parser.add_argument("--out-dir", default=out_dir, help="where the runs' folders go")
+    parser.add_argument("--set", nargs="*", default=[], help="more KEY=VALUE overrides for every run")
+    parser.add_argument("--out", default=None, help="write the figures as JSON here")
+
+
+def report_header(args: argparse.Namespace) -> dict[str, Any]:
+    """Where and when a benchmark ran, for the top of its JSON."""
+    return {
+        "date": time.strftime("%Y-%m-%d"),
+        "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
+        "torch": torch.__version__,
+        "suite": args.suite,
+    }
 
 
 def run(suite: str, overrides: list[str]) -> tuple[list[dict[str, Any]], float]:
