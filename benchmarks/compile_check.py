@@ -117,6 +117,7 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--steps", type=int, default=5, help="full batches per epoch (two epochs each)")
     parser.add_argument("--mode", default=None, help="torch.compile mode (default: the engine's for the device)")
+    parser.add_argument("--augments", nargs="+", default=["crop-flip", "rrc-flip"], choices=("crop-flip", "rrc-flip", "none"))
     parser.add_argument("--out", default=None, help="write the figures as JSON here")
     args = parser.parse_args()
 
@@ -128,7 +129,7 @@ def main() -> None:
         settings = replace(settings, compile_mode=args.mode or "default")
     elif args.mode:
         settings = replace(settings, compile_mode=args.mode)
-    rows = [check(device, augment, args.steps, settings) for augment in ("crop-flip", "rrc-flip")]
+    rows = [check(device, augment, args.steps, settings) for augment in args.augments]
     for row in rows:
         print(f"{row['augment']:9}: {row['unique_graphs']} graphs, {sum(row['graph_breaks'].values())} graph breaks, "
               f"{row['cudagraph_skips']} CUDA-graph skips; gradient error vs float64 {row['gradient_error_compiled']:.1e} compiled, "

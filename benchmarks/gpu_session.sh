@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # The GPU checks the open issues ask for, in stages that each fit one 10-minute device call.
 #
-#   speed     issue 8: graph breaks and CUDA-graph skips of the compiled step, throughput
-#             (a) / (b) / (c) and peak memory; issue 3: PX and SynFlow pruning time on the
-#             GPU; a 2-epoch fast-engine trial through the CLI                     (~6 min)
-#   accuracy  issue 8: dense ResNet-20, 30 epochs, 2 seeds, fast engine vs fp32     (~8 min)
-#   packing   issue 6: 4 trials on one GPU under Ray Tune vs one at a time           (~6 min)
+#   speed     issue 8: graphs, breaks and CUDA-graph skips of the compiled step (crop-flip),
+#             throughput (a) / (b) / (c) and peak memory; issue 3: pruning time on the GPU (~7 min)
+#   accuracy  issue 8: dense ResNet-20, 30 epochs, 2 seeds, fast engine vs fp32      (~6 min)
+#   packing   issue 6: 4 trials on one GPU under Ray Tune vs one at a time; the compiled
+#             step with rrc-flip (Tiny-ImageNet's crop, through roi_align)           (~7 min)
 #
 # On the device machine, from the repo root, after the line ../shared/tools/gpu-bundle.sh
 # printed (which puts Ray, OmegaConf and the CIFAR-10 JPEGs in .gpu):
@@ -33,13 +33,10 @@ step() {  # step NAME COMMAND...: run, log to $out/NAME.log, remember a failure,
 case "$stage" in
 speed)
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$out/gpu.csv" 2>&1
-  python3 -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name())"
-  step compile_check python3 benchmarks/compile_check.py --device cuda --out "$out/compile_check.json"
+  step cli python3 -m pai_bench list methods
+  step compile_check python3 benchmarks/compile_check.py --device cuda --augments crop-flip --out "$out/compile_check.json"
   step throughput python3 benchmarks/throughput.py --data imagefolder --root "$data" --out "$out/throughput.json"
   step prune_speed python3 benchmarks/prune_speed.py --device cuda --methods px synflow snip grasp --repeats 2 --out "$out/prune_speed.json"
-  step cli_trial python3 -m pai_bench run suite=cifar10 methods=[snip] sparsities=[0.982] seeds=1 train.epochs=2 \
-    train.milestones=[1] executor=local out=/tmp/runs/cli "${cifar[@]}"
-  cp /tmp/runs/cli/leaderboard.md "$out/cli_leaderboard.md" 2>/dev/null
   ;;
 accuracy)
   step engine_accuracy python3 benchmarks/engine_accuracy.py --out-dir /tmp/runs/engine --out "$out/engine_accuracy.json" \
@@ -47,6 +44,7 @@ accuracy)
   ;;
 packing)
   step packing python3 benchmarks/packing.py --out-dir /tmp/runs/packing --out "$out/packing.json" --set "${cifar[@]}"
+  step compile_check_rrc python3 benchmarks/compile_check.py --device cuda --augments rrc-flip --out "$out/compile_check_rrc.json"
   ;;
 *)
   echo "unknown stage '$stage': valid stages are speed, accuracy, packing"; exit 2
