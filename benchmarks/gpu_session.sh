@@ -2,8 +2,9 @@
 # The GPU checks the open issues ask for, in stages that each fit one 10-minute device call.
 #
 #   speed     issue 8: graphs, breaks and CUDA-graph skips of the compiled step (crop-flip),
-#             throughput (a) / (b) / (c) and peak memory; issue 3: pruning time on the GPU (~7 min)
-#   accuracy  issue 8: dense ResNet-20, 30 epochs, 2 seeds, fast engine vs fp32      (~6 min)
+#             throughput (a) / (b) / (c) / (d: trials stacked in one process), memory  (~8 min)
+#   accuracy  issue 8: dense ResNet-20, 30 epochs, 2 seeds, fast engine vs fp32; issue 3:
+#             pruning time on the GPU                                                (~7 min)
 #   packing   issue 6: 4 trials on one GPU under Ray Tune vs one at a time; the compiled
 #             step with rrc-flip (Tiny-ImageNet's crop, through roi_align)           (~7 min)
 #
@@ -36,11 +37,11 @@ speed)
   step cli python3 -m pai_bench list methods
   step compile_check python3 benchmarks/compile_check.py --device cuda --augments crop-flip --out "$out/compile_check.json"
   step throughput python3 benchmarks/throughput.py --data imagefolder --root "$data" --out "$out/throughput.json"
-  step prune_speed python3 benchmarks/prune_speed.py --device cuda --methods px synflow snip grasp --repeats 2 --out "$out/prune_speed.json"
   ;;
 accuracy)
   step engine_accuracy python3 benchmarks/engine_accuracy.py --out-dir /tmp/runs/engine --out "$out/engine_accuracy.json" \
     --set "${cifar[@]}"
+  step prune_speed python3 benchmarks/prune_speed.py --device cuda --methods px synflow snip grasp --repeats 2 --out "$out/prune_speed.json"
   ;;
 packing)
   step packing python3 benchmarks/packing.py --out-dir /tmp/runs/packing --out "$out/packing.json" --set "${cifar[@]}"

@@ -8,7 +8,9 @@ per trial <= 2 GB):
     `--workers` workers, fp32, a host sync per step for the running accuracy;
 (b) pai-bench's fast engine, one trial: data resident on the device, augmentation inside the
     compiled step, bf16 and channels_last, CUDA graphs;
-(c) `--packed` trials of (b) side by side, each its own process (as Ray packs them).
+(c) `--packed` trials of (b) side by side, each its own process (as Ray packs them);
+(d) `--stacked` trials in one process as one vmapped step (`stacked.py`, a prototype that the
+    executor does not use yet: this measures whether it would pay).
 
 Prints images/s and the ratios b/a and c/a, and writes JSON (`--out`). The batch is the
 protocol's 128 throughout: speed must not change the protocol.
@@ -38,6 +40,7 @@ from pai_bench.config import TrainConfig
 from pai_bench.data import BatchLoader, load_dataset
 from pai_bench.engine import EngineSettings, FastTrainer
 from pai_bench.masks import prunable_parameters
+from stacked import StackedTrainer
 
 BATCH = 128
 
@@ -165,6 +168,25 @@ def packed_rate(data: str, root: str | None, device: torch.device, steps: int, s
     return {"trials": count, "aggregate_images_per_s": images / span, "per_trial_images_per_s": [r["images_per_s"] for r in results]}
 
 
+def stacked_rate(dataset, device: torch.device, steps: int, settings: EngineSettings, count: int) -> dict:
+    models = [pai_bench.build_model("resnet20", num_classes=dataset.num_classes, seed=seed) for seed in range(count)]
+    masks = [{name: torch.ones_like(p, dtype=torch.bool) for name, p in prunable_parameters(model).items()} for model in models]
+    trainer = StackedTrainer(models, masks, TrainConfig(), device, settings)
+    loaders = [
+        _Limited(BatchLoader(dataset.train, batch_size=BATCH, mean=dataset.mean, std=dataset.std, augment="crop-flip", padding=4, shuffle=True, drop_last=True, seed=seed, device=device), steps)
+        for seed in range(count)
+    ]
+    steps = min(steps, min(len(limited.loader) for limited in loaders))
+    trainer.train_epoch(loaders)  # warm-up: compilation, CUDA graph capture
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    seconds = timed(lambda: trainer.train_epoch(loaders), device)
+    result = {"trials": count, "aggregate_images_per_s": count * steps * BATCH / seconds, "ms_per_step": 1000 * seconds / steps}
+    if device.type == "cuda":
+        result["peak_memory_gb"] = torch.cuda.max_memory_allocated(device) / 2**30
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default="cifar10", help="a registered dataset with the CIFAR-10 layout")
@@ -173,6 +195,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=300, help="timed steps per measurement")
     parser.add_argument("--workers", type=int, default=8, help="DataLoader workers of the reference pipeline")
     parser.add_argument("--packed", type=int, default=4, help="trials side by side in (c); 0 skips it")
+    parser.add_argument("--stacked", type=int, default=8, help="trials stacked in one process in (d); 0 skips it")
     parser.add_argument("--out", default=None, help="write the figures as JSON here")
     args = parser.parse_args()
 
@@ -195,11 +218,16 @@ def main() -> None:
         report["packed"] = packed_rate(args.data, args.root, device, args.steps, settings, args.packed)
         aggregate = report["packed"]["aggregate_images_per_s"]
         print(f"(c) {args.packed} packed       {aggregate:10.0f} images/s   c/a = {aggregate / report['reference']['images_per_s']:.2f}")
+    if args.stacked:
+        report["stacked"] = stacked_rate(dataset, device, args.steps, settings, args.stacked)
+        aggregate = report["stacked"]["aggregate_images_per_s"]
+        print(f"(d) {args.stacked} stacked      {aggregate:10.0f} images/s   d/a = {aggregate / report['reference']['images_per_s']:.2f}")
     if "peak_memory_gb" in report["single"]:
         print(f"peak GPU memory of one trial: {report['single']['peak_memory_gb']:.2f} GB")
     report["ratios"] = {
         "b/a": report["single"]["images_per_s"] / report["reference"]["images_per_s"],
         **({"c/a": report["packed"]["aggregate_images_per_s"] / report["reference"]["images_per_s"]} if args.packed else {}),
+        **({"d/a": report["stacked"]["aggregate_images_per_s"] / report["reference"]["images_per_s"]} if args.stacked else {}),
     }
     if args.out:
         with open(args.out, "w") as handle:
