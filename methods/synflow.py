@@ -14,7 +14,7 @@ type and tie (their issue #12: with `score <= threshold` ties prune past the tar
 linearised copy is converted to `dtype` (float64 by default): at 99.99 % on ResNet-20 the last
 round's scores of the surviving weights are all positive and the 27 kept lie strictly above
 the rest (tested). `dtype=float32` keeps the authors' precision for comparison (the driver's
-deterministic tie-break still keeps the exact count).
+seeded tie-break still keeps the exact count).
 """
 
 from __future__ import annotations

@@ -1,14 +1,17 @@
 """The pruning driver: the rules every method is measured under.
 
 A method only scores weights. This module decides which weights are prunable, runs the rounds
-of the exponential density schedule, keeps exactly round((1 - s) * N) weights with a
-deterministic tie-break, scores on a deep copy (the caller's model, its buffers and the global
-RNG are left as they were), and reports per-layer statistics.
+of the exponential density schedule, keeps exactly round((1 - s) * N) weights, scores on a deep
+copy (the caller's model, its buffers and the global RNG are left as they were), and reports
+per-layer statistics.
 
-The tie-break makes the count exact, but a weight it keeps was not chosen by its score. The
-driver counts those weights in every round and warns when they are a visible share of a
-round's mask (scores that are all zero, such as a method whose signal has vanished once a
-layer emptied): a mask chosen in parameter order must not pass for the method's.
+Weights tied at the threshold are picked by a draw seeded with the trial's seed: the count is
+exact and the same seed gives the same mask, and when a method's scores say nothing (all
+zero, as PX's on BatchNorm networks, or a signal that vanished once a layer emptied) the mask
+is a uniform random one, as rounding noise would give, rather than the first layers in
+parameter order kept whole and the last emptied. A weight the tie-break keeps was still not
+chosen by its score: the driver counts those in every round and warns when they are a visible
+share of a round's mask, so such a mask never passes for the method's.
 """
 
 from __future__ import annotations
@@ -60,12 +63,14 @@ class PruneResult:
 
 #: Share of a round's kept weights chosen by the tie-break above which `prune` warns.
 TIE_BREAK_WARNING_SHARE = 0.01
+#: Added to the trial's seed for the tie-break's generator (any constant; fixed so masks repeat).
+TIE_BREAK_SEED_OFFSET = 0x7E1B
 
 
 @dataclass
 class TieBreak:
     """The round whose mask the tie-break decided most: `arbitrary` of its `kept` weights were
-    taken, in parameter order, from `tied` weights of equal score at the threshold."""
+    drawn from `tied` weights of equal score at the threshold."""
 
     round: int
     rounds: int
@@ -117,16 +122,17 @@ def schedule(total: int, sparsity: float, rounds: int) -> list[int]:
     return counts + [kept_count(total, sparsity)]
 
 
-def top_k_mask(scores: torch.Tensor, k: int) -> torch.Tensor:
+def top_k_mask(scores: torch.Tensor, k: int, generator: torch.Generator | None = None) -> torch.Tensor:
     """Bool mask of exactly `k` entries with the highest scores.
 
-    Ties at the threshold go to the lowest flat index, so the count is exact and the same
-    scores always give the same mask. NaN scores rank lowest.
+    Entries tied at the threshold are drawn with `generator` (a CPU generator), or without one
+    taken from the lowest flat index; either way the count is exact and the same scores (and
+    generator state) always give the same mask. NaN scores rank lowest.
     """
-    return top_k(scores, k).masks
+    return top_k(scores, k, generator).masks
 
 
-def top_k(scores: torch.Tensor, k: int) -> Selection:
+def top_k(scores: torch.Tensor, k: int, generator: torch.Generator | None = None) -> Selection:
     """`top_k_mask` as a `Selection`: with the number of kept entries the tie-break picked,
     when more entries tie at the threshold than there are places left above it."""
     flat = scores.reshape(-1).to(torch.float64)
@@ -140,9 +146,14 @@ def top_k(scores: torch.Tensor, k: int) -> Selection:
     keep = flat > threshold
     missing = k - int(keep.sum())
     at_threshold = torch.nonzero(flat == threshold).flatten()
+    tied = at_threshold.numel()
+    if tied <= missing:  # every tied entry fits: the scores decided
+        keep[at_threshold] = True
+        return Selection(keep.view_as(scores))
+    if generator is not None:
+        at_threshold = at_threshold[torch.randperm(tied, generator=generator).to(at_threshold.device)]
     keep[at_threshold[:missing]] = True
-    arbitrary = missing if at_threshold.numel() > missing else 0
-    return Selection(keep.view_as(scores), arbitrary, at_threshold.numel() if arbitrary else 0)
+    return Selection(keep.view_as(scores), missing, tied)
 
 
 def integer_budgets(sizes: Mapping[str, int], densities: Mapping[str, float], total_kept: int) -> dict[str, int]:
@@ -181,8 +192,10 @@ def select(
     masks: Masks,
     keep: int,
     budgets: Mapping[str, int] | None = None,
+    generator: torch.Generator | None = None,
 ) -> Selection:
-    """New masks keeping `keep` weights: globally, or per layer when `budgets` are given.
+    """New masks keeping `keep` weights: globally, or per layer when `budgets` are given; ties
+    at a threshold drawn with `generator` (see `top_k_mask`).
 
     Already-pruned weights score -inf, so a pruned weight never comes back.
     """
@@ -194,7 +207,7 @@ def select(
             raise ValueError(f"score for {name} has shape {tuple(score.shape)}, expected {tuple(masks[name].shape)}")
         ranked.append(torch.where(masks[name].to(score.device), score, torch.full_like(score, -torch.inf)))
     if budgets is not None:
-        per_layer = {name: top_k(score, budgets[name]) for name, score in zip(names, ranked)}
+        per_layer = {name: top_k(score, budgets[name], generator) for name, score in zip(names, ranked)}
         return Selection(
             {name: chosen.masks.to(masks[name].device) for name, chosen in per_layer.items()},
             sum(chosen.arbitrary for chosen in per_layer.values()),
@@ -202,7 +215,7 @@ def select(
         )
     device = ranked[0].device
     flat = torch.cat([score.reshape(-1).to(device) for score in ranked])
-    chosen = top_k(flat, keep)
+    chosen = top_k(flat, keep, generator)
     out, offset = {}, 0
     for name in names:
         size = masks[name].numel()
@@ -238,6 +251,8 @@ def compute_masks(
     if rounds < 1:
         raise UserError(f"{method.name}.rounds={rounds} must be at least 1")
     generator = torch.Generator(device=_device_of(model)).manual_seed(seed)
+    # Its own stream, so that ties never shift the draws a method makes with `generator`.
+    tie_generator = torch.Generator().manual_seed(TIE_BREAK_SEED_OFFSET + seed)
     worst: TieBreak | None = None
     affected = 0
     for index, keep in enumerate(schedule(total, sparsity, rounds)):
@@ -252,7 +267,7 @@ def compute_masks(
             scores = {name: -score.detach().to(torch.float64) for name, score in scores.items()}
         densities = method.layer_densities({n: p.shape for n, p in params.items()}, keep / total)
         budgets = integer_budgets(sizes, densities, keep) if densities is not None else None
-        chosen = select(scores, masks, keep, budgets)
+        chosen = select(scores, masks, keep, budgets, tie_generator)
         masks = chosen.masks
         if chosen.arbitrary:
             affected += 1
@@ -264,7 +279,7 @@ def compute_masks(
     if worst.share > TIE_BREAK_WARNING_SHARE:
         warnings.warn(
             f"{method.name}: in round {worst.round} of {rounds}, {worst.arbitrary:,} of the "
-            f"{worst.kept:,} kept weights ({worst.share:.1%}) were taken in parameter order from "
+            f"{worst.kept:,} kept weights ({worst.share:.1%}) were drawn at random from "
             f"{worst.tied:,} weights of equal score: the scores do not rank them "
             f"({affected} of {rounds} rounds had such ties)",
             RuntimeWarning,

@@ -82,12 +82,26 @@ def test_erk_densities_follow_the_formula():
     assert ratio == pytest.approx((sum(shapes["big"]) / sizes["big"]) / (sum(shapes["fc"]) / sizes["fc"]))
 
 
-def test_top_k_breaks_ties_by_lowest_index():
+def test_top_k_without_a_generator_breaks_ties_by_lowest_index():
     scores = torch.tensor([1.0, 2.0, 2.0, 2.0, 0.5, float("nan")])
     assert top_k_mask(scores, 3).tolist() == [False, True, True, True, False, False]
     assert top_k_mask(scores, 2).tolist() == [False, True, True, False, False, False]
     assert top_k_mask(torch.zeros(5), 2).tolist() == [True, True, False, False, False]
     assert int(top_k_mask(torch.zeros(5), 0).sum()) == 0
+
+
+def test_top_k_draws_tied_entries_with_the_generator():
+    scores = torch.cat([torch.full((3,), 5.0), torch.zeros(1000)])
+
+    def kept(seed: int) -> torch.Tensor:
+        return top_k_mask(scores, 53, torch.Generator().manual_seed(seed))
+
+    first = kept(0)
+    assert int(first.sum()) == 53 and first[:3].all()  # the three above the tie always
+    assert torch.equal(first, kept(0)) and not torch.equal(first, kept(1))
+    drawn = torch.nonzero(first[3:]).flatten()
+    assert drawn.max() > 500  # not the lowest indices: spread over the tie
+    assert torch.equal(top_k_mask(scores, 53)[3:53], torch.ones(50, dtype=torch.bool))  # no generator: lowest
 
 
 def test_top_k_counts_the_picks_the_tie_break_made():
@@ -125,6 +139,19 @@ def test_rounds_decided_by_the_tie_break_are_reported_and_warned(tiny_net, batch
     assert ties.arbitrary == ties.kept == counts[ties.round - 1]
     assert ties.tied == counts[ties.round - 2]
     assert ties.share == 1.0 > TIE_BREAK_WARNING_SHARE
+
+
+def test_a_round_of_equal_scores_keeps_a_random_mask_not_the_first_layers(tiny_net, batches):
+    """Parameter order would keep the first layers whole and empty the last ones; the seeded
+    draw spreads the kept weights over every layer, and the same seed repeats it."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        result = pai_bench.prune(tiny_net, ConstantMethod(), 0.9, batches, seed=3)
+        again = pai_bench.prune(tiny_net, ConstantMethod(), 0.9, batches, seed=3)
+    assert all(stat.kept > 0 for stat in result.layer_stats), [(s.name, s.kept) for s in result.layer_stats]
+    assert all(torch.equal(result.masks[name], again.masks[name]) for name in result.masks)
 
 
 def test_masks_chosen_by_distinct_scores_have_no_tie_break(tiny_net, batches):
