@@ -179,6 +179,14 @@ class CheckpointHook(Protocol):
 CHECKPOINT_FORMAT = 1
 
 
+#: What to do about a trial that ran out of GPU memory (its record is failed, so rerunning the
+#: suite retries it).
+OUT_OF_MEMORY_HINT = (
+    "(trials packed on one GPU share its memory: give each a larger share, e.g. resources.gpu=0.5, "
+    "or a smaller prune.batch_size; rerunning the suite retries this trial)"
+)
+
+
 def run_trial(
     spec: TrialSpec,
     on_epoch: EpochCallback | None = None,
@@ -203,6 +211,9 @@ def run_trial(
         record.update(status="diverged", error=str(error))
     except UserError as error:
         record.update(status="failed", error=str(error))
+    except torch.cuda.OutOfMemoryError as error:
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else "CUDA out of memory"
+        record.update(status="failed", error=f"{first_line} {OUT_OF_MEMORY_HINT}", traceback=traceback.format_exc())
     except Exception as error:  # recorded, not raised: one broken trial must not stop a suite
         record.update(status="failed", error=f"{type(error).__name__}: {error}", traceback=traceback.format_exc())
     record["timings"] = {**record.get("timings", {}), "total_s": time.perf_counter() - started}

@@ -231,3 +231,17 @@ def test_label_names_the_ablation_and_cell_the_key_leaves_out():
     spec = quick_specs("methods=[snip]", "sparsities=[0.9]", "seeds=1")[0]
     assert spec.label == "snip, s=0.9, seed=0"
     assert dataclasses.replace(spec, ablation="shuffle", cell="cifar100").label == "snip (shuffle), s=0.9, seed=0, cifar100"
+
+
+def test_out_of_gpu_memory_fails_the_trial_with_what_to_do(monkeypatch):
+    import pai_bench.trial as trial_module
+
+    def out_of_memory(*args, **kwargs):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB\nmore detail")
+
+    monkeypatch.setattr(trial_module, "prune", out_of_memory)
+    spec = quick_specs("methods=[magnitude]", "sparsities=[0.9]", "seeds=1", "data.subset=100")[0]
+    record = run_trial(spec)
+    assert record["status"] == "failed"
+    assert record["error"].startswith("CUDA out of memory. Tried to allocate 2.00 GiB (trials packed")
+    assert "resources.gpu=0.5" in record["error"] and "more detail" not in record["error"]
