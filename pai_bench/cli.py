@@ -80,6 +80,8 @@ def _run(args: argparse.Namespace) -> int:
         print("pai-bench: the run stopped early; rerun the same command to resume it", file=sys.stderr)
     print(summary.summary_path.read_text())
     print(f"leaderboard with significance tests: {summary.leaderboard_path} (and its .png)")
+    if summary.warned:
+        print(f"pai-bench: {summary.warned} of the trials warned while pruning; {summary.leaderboard_path} lists the warnings", file=sys.stderr)
     return 0
 
 

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from pai_bench import plugins
 from pai_bench.cli import main
@@ -64,6 +65,31 @@ def test_a_failing_trial_is_recorded_and_the_suite_goes_on(tmp_path, monkeypatch
     assert "scores exploded" in records["broken0.5"]["error"]
     assert records["magnitude0.9"]["status"] == "done"
     assert "2 failed" in capsys.readouterr().out
+
+
+class Flat(ScoreMethod):
+    """Scores every weight alike and says so, as a method whose signal vanished would."""
+
+    def score(self, model, masks, batches, generator):
+        import warnings
+
+        warnings.warn("flat: every score is 0", RuntimeWarning)
+        return {name: torch.zeros(mask.shape) for name, mask in masks.items()}
+
+
+def test_warnings_while_pruning_reach_the_record_the_leaderboard_and_the_user(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(plugins.METHODS, "_entries", dict(plugins.METHODS._entries))
+    plugins.register_method("flat")(Flat)
+    out = tmp_path / "f"
+    assert main(["run", *FAST, "seeds=1", "methods=[flat,magnitude]", f"out={out}", "--no-progress"]) == 0
+    records = {r["method"] + str(r["sparsity"]): r for r in ResultStore(out).records()}
+    flat = records["flat0.9"]
+    assert flat["warnings"][0] == "flat: every score is 0" and "were drawn at random" in flat["warnings"][1]
+    assert flat["masks"]["tie_break"]["share"] == 1.0 and "warnings" not in records["magnitude0.9"]
+    assert "2 of the trials warned while pruning" in capsys.readouterr().err
+    leaderboard = (out / "leaderboard.md").read_text()
+    assert "- **flat**, 2 trials: flat: every score is 0" in leaderboard
+    assert "Kept weights chosen by the tie-break" in leaderboard
 
 
 def test_corrupt_record_is_rerun(tmp_path, capsys):

@@ -26,6 +26,7 @@ class RunSummary:
     counts: Counter
     summary_path: Path
     leaderboard_path: Path
+    warned: int = 0  # trials whose pruning raised warnings (listed in the leaderboard)
 
 
 def run_suite(config: SuiteConfig, progress: bool = True) -> RunSummary:
@@ -54,4 +55,5 @@ def run_suite(config: SuiteConfig, progress: bool = True) -> RunSummary:
     # The publishable tables, with the tests; `pai-bench leaderboard DIR out=leaderboard/NAME.md`
     # writes them where they are published.
     leaderboard_path, _ = write_leaderboard(records, out / "leaderboard.md", title=config.suite)
-    return RunSummary(out=out, trials=len(specs), counts=counts, summary_path=summary_path, leaderboard_path=leaderboard_path)
+    warned = sum(1 for record in records if record.get("warnings"))
+    return RunSummary(out=out, trials=len(specs), counts=counts, summary_path=summary_path, leaderboard_path=leaderboard_path, warned=warned)
