@@ -72,6 +72,8 @@ def main() -> None:
     report: dict[str, Any] = {**report_header(args), "epochs": args.epochs, "tolerance": TOLERANCE}
     for fast in (True, False):
         report["fast" if fast else "fp32"] = run_engine(args, fast)
+        if args.out:  # after each run: a call stopped at its time limit keeps the first
+            Path(args.out).write_text(json.dumps(report, indent=2))
     report["comparison"] = compare(report["fast"], report["fp32"])
     for name in ("fast", "fp32"):
         run = report[name]

@@ -210,29 +210,32 @@ def main() -> None:
         "batch": BATCH,
         "engine": asdict(settings),
     }
-    report["reference"] = reference_rate(dataset, device, args.steps, args.workers)
-    print(f"(a) reference      {report['reference']['images_per_s']:10.0f} images/s")
-    report["single"] = engine_rate(dataset, device, args.steps, settings)
-    print(f"(b) pai-bench      {report['single']['images_per_s']:10.0f} images/s   b/a = {report['single']['images_per_s'] / report['reference']['images_per_s']:.2f}")
-    if args.packed:
-        report["packed"] = packed_rate(args.data, args.root, device, args.steps, settings, args.packed)
-        aggregate = report["packed"]["aggregate_images_per_s"]
-        print(f"(c) {args.packed} packed       {aggregate:10.0f} images/s   c/a = {aggregate / report['reference']['images_per_s']:.2f}")
-    if args.stacked:
-        report["stacked"] = stacked_rate(dataset, device, args.steps, settings, args.stacked)
-        aggregate = report["stacked"]["aggregate_images_per_s"]
-        print(f"(d) {args.stacked} stacked      {aggregate:10.0f} images/s   d/a = {aggregate / report['reference']['images_per_s']:.2f}")
+    reference = None
+
+    def record(name: str, label: str, result: dict, rate_key: str) -> None:
+        """Keep one measurement, print it, and write the JSON so far: a run stopped at a time
+        limit keeps what it measured."""
+        report[name] = result
+        rate = result[rate_key]
+        ratio = f"   {label[1]}/a = {rate / reference:.2f}" if reference else ""
+        print(f"{label:17} {rate:10.0f} images/s{ratio}", flush=True)
+        if reference:
+            report.setdefault("ratios", {})[f"{label[1]}/a"] = rate / reference
+        if args.out:
+            with open(args.out, "w") as handle:
+                json.dump(report, handle, indent=2)
+
+    record("reference", "(a) reference", reference_rate(dataset, device, args.steps, args.workers), "images_per_s")
+    reference = report["reference"]["images_per_s"]
+    record("single", "(b) pai-bench", engine_rate(dataset, device, args.steps, settings), "images_per_s")
     if "peak_memory_gb" in report["single"]:
         print(f"peak GPU memory of one trial: {report['single']['peak_memory_gb']:.2f} GB")
-    report["ratios"] = {
-        "b/a": report["single"]["images_per_s"] / report["reference"]["images_per_s"],
-        **({"c/a": report["packed"]["aggregate_images_per_s"] / report["reference"]["images_per_s"]} if args.packed else {}),
-        **({"d/a": report["stacked"]["aggregate_images_per_s"] / report["reference"]["images_per_s"]} if args.stacked else {}),
-    }
-    if args.out:
-        with open(args.out, "w") as handle:
-            json.dump(report, handle, indent=2)
-
+    if args.packed:
+        packed = packed_rate(args.data, args.root, device, args.steps, settings, args.packed)
+        record("packed", f"(c) {args.packed} packed", packed, "aggregate_images_per_s")
+    if args.stacked:
+        stacked = stacked_rate(dataset, device, args.steps, settings, args.stacked)
+        record("stacked", f"(d) {args.stacked} stacked", stacked, "aggregate_images_per_s")
 
 if __name__ == "__main__":
     main()
