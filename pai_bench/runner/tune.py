@@ -45,6 +45,7 @@ from pai_bench.config import RayConfig, ResourcesConfig
 from pai_bench.data import Dataset
 from pai_bench.errors import UserError
 from pai_bench.runner.checkpoints import STATE_FILE, read_checkpoint, read_state, resume_point
+from pai_bench.runner.shared_data import share, unshare
 from pai_bench.store import ResultStore
 from pai_bench.trial import TrialSpec, base_record, data_key, run_trial
 
@@ -128,7 +129,7 @@ def _tuner(
 ) -> tune.Tuner:
     """One Tune experiment whose trials are `todo`, each resuming from its record's checkpoint."""
     keys = sorted({data_key(spec) for spec in todo})
-    data_refs = [ray.put(datasets[key]) for key in keys]  # once per dataset, shared by trials
+    data_refs = [ray.put(share(datasets[key])) for key in keys]  # once per dataset, shared by trials
     trials = [
         {
             "key": spec.key,
@@ -256,7 +257,7 @@ def _trainable(config: dict[str, Any], datasets: list) -> None:
     trial = config["trial"]
     spec = TrialSpec.from_dict(trial["spec"])
     hook = TuneCheckpoint(trial["checkpoint_every"], (trial["resume"] or {}).get("path"))
-    record = run_trial(spec, on_epoch=hook.report, dataset=ray.get(datasets[trial["data"]]), checkpoint=hook)
+    record = run_trial(spec, on_epoch=hook.report, dataset=unshare(ray.get(datasets[trial["data"]])), checkpoint=hook)
     record["runner"] = {
         "executor": "tune",
         "node": ray.get_runtime_context().get_node_id(),
