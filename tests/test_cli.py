@@ -55,12 +55,18 @@ class Broken(ScoreMethod):
         raise RuntimeError("scores exploded")
 
 
-def test_a_failing_trial_is_recorded_and_the_suite_goes_on(tmp_path, monkeypatch, capsys):
+def run_with_plugin(name: str, method: type, out: Path, monkeypatch) -> dict[str, dict]:
+    """`pai-bench run` with `name` registered for this test only, beside magnitude; the
+    records by method and sparsity."""
+    plugins.load_plugins()  # first, or the built-ins would load into the copy and leave with it
     monkeypatch.setattr(plugins.METHODS, "_entries", dict(plugins.METHODS._entries))
-    plugins.register_method("broken")(Broken)
-    out = tmp_path / "b"
-    assert main(["run", *FAST, "seeds=1", "methods=[broken,magnitude]", f"out={out}", "--no-progress"]) == 0
-    records = {r["method"] + str(r["sparsity"]): r for r in ResultStore(out).records()}
+    plugins.register_method(name)(method)
+    assert main(["run", *FAST, "seeds=1", f"methods=[{name},magnitude]", f"out={out}", "--no-progress"]) == 0
+    return {r["method"] + str(r["sparsity"]): r for r in ResultStore(out).records()}
+
+
+def test_a_failing_trial_is_recorded_and_the_suite_goes_on(tmp_path, monkeypatch, capsys):
+    records = run_with_plugin("broken", Broken, tmp_path / "b", monkeypatch)
     assert records["broken0.5"]["status"] == "failed"
     assert "scores exploded" in records["broken0.5"]["error"]
     assert records["magnitude0.9"]["status"] == "done"
@@ -78,11 +84,8 @@ class Flat(ScoreMethod):
 
 
 def test_warnings_while_pruning_reach_the_record_the_leaderboard_and_the_user(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(plugins.METHODS, "_entries", dict(plugins.METHODS._entries))
-    plugins.register_method("flat")(Flat)
     out = tmp_path / "f"
-    assert main(["run", *FAST, "seeds=1", "methods=[flat,magnitude]", f"out={out}", "--no-progress"]) == 0
-    records = {r["method"] + str(r["sparsity"]): r for r in ResultStore(out).records()}
+    records = run_with_plugin("flat", Flat, out, monkeypatch)
     flat = records["flat0.9"]
     assert flat["warnings"][0] == "flat: every score is 0" and "were drawn at random" in flat["warnings"][1]
     assert flat["masks"]["tie_break"]["share"] == 1.0 and "warnings" not in records["magnitude0.9"]
