@@ -41,7 +41,8 @@ speed)
 accuracy)
   step engine_accuracy python3 benchmarks/engine_accuracy.py --out-dir /tmp/runs/engine --out "$out/engine_accuracy.json" \
     --set "${cifar[@]}"
-  step prune_speed python3 benchmarks/prune_speed.py --device cuda --methods px synflow snip grasp --repeats 2 --out "$out/prune_speed.json"
+  step prune_speed python3 benchmarks/prune_speed.py --device cuda --methods px synflow snip grasp --repeats 2 --out "$out/prune_speed.json" \
+    --profile "$out/px_profile.txt"
   ;;
 packing)
   step packing python3 benchmarks/packing.py --out-dir /tmp/runs/packing --out "$out/packing.json" --set "${cifar[@]}"

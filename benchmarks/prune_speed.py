@@ -6,6 +6,7 @@ depend on the pixels), `--data quickstart` uses the shipped real images.
 
     python benchmarks/prune_speed.py                      # every registered method, CPU
     python benchmarks/prune_speed.py --device cuda --methods px synflow --out speed.json
+    python benchmarks/prune_speed.py --device cuda --methods px --profile px.txt   # where the time goes
 """
 
 from __future__ import annotations
@@ -55,6 +56,27 @@ def time_method(method: str, sparsity: float, batches, device: torch.device, rep
     }
 
 
+def profile_method(method: str, sparsity: float, batches, device: torch.device, rounds: int, path: str) -> None:
+    """torch.profiler's operator table of one prune with `rounds` rounds, written to `path`:
+    what to shorten if a method misses its time on a GPU."""
+    from torch.profiler import ProfilerActivity, profile
+
+    model = pai_bench.build_model("resnet20", num_classes=10, seed=0).to(device)
+    pai_bench.prune(model, method, sparsity, batches, seed=0, rounds=rounds)  # warm-up
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with profile(activities=activities) as prof:
+        pai_bench.prune(model, method, sparsity, batches, seed=0, rounds=rounds)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+    sort = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    with open(path, "w") as handle:
+        handle.write(f"{method}, {rounds} rounds, {device}\n\nby {sort.replace('_', ' ')}\n")
+        handle.write(prof.key_averages().table(sort_by=sort, row_limit=30))
+        handle.write("\n\nby CPU time (Python and launch overhead)\n")
+        handle.write(prof.key_averages().table(sort_by="cpu_time_total", row_limit=30))
+    print(f"profile of {method} ({rounds} rounds) written to {path}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--methods", nargs="*", default=None, help="default: every registered method but dense")
@@ -63,6 +85,7 @@ def main() -> None:
     parser.add_argument("--data", choices=("gaussian", "quickstart"), default="gaussian")
     parser.add_argument("--repeats", type=int, default=1, help="report the fastest of this many runs")
     parser.add_argument("--out", default=None, help="also write the figures as JSON here")
+    parser.add_argument("--profile", default=None, help="also profile the first method (10 rounds) into this text file")
     args = parser.parse_args()
 
     device = torch.device(args.device)
@@ -85,6 +108,8 @@ def main() -> None:
     if args.out:
         with open(args.out, "w") as handle:
             json.dump(report, handle, indent=1)
+    if args.profile:
+        profile_method(methods[0], args.sparsity, batches, device, 10, args.profile)
 
 
 if __name__ == "__main__":
