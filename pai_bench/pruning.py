@@ -20,7 +20,7 @@ import copy
 import time
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
@@ -84,15 +84,7 @@ class TieBreak:
         return self.arbitrary / self.kept if self.kept else 0.0
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "round": self.round,
-            "rounds": self.rounds,
-            "arbitrary": self.arbitrary,
-            "kept": self.kept,
-            "tied": self.tied,
-            "rounds_affected": self.rounds_affected,
-            "share": self.share,
-        }
+        return {**asdict(self), "share": self.share}
 
 
 @dataclass
