@@ -39,3 +39,13 @@ def batches() -> list[tuple[torch.Tensor, torch.Tensor]]:
 def cifar_batches() -> list[tuple[torch.Tensor, torch.Tensor]]:
     generator = torch.Generator().manual_seed(2)
     return [(torch.randn(10, 3, 32, 32, generator=generator), torch.arange(10))]
+
+
+def assert_config_error(suite: str, overrides: list[str], message: str) -> None:
+    """Loading `suite` with `overrides` fails with a one-line UserError matching `message`."""
+    from pai_bench.config import load_config
+    from pai_bench.errors import UserError
+
+    with pytest.raises(UserError, match=message) as caught:
+        load_config(suite, overrides)
+    assert "\n" not in str(caught.value)

@@ -4,6 +4,7 @@ import pytest
 
 from pai_bench.config import list_suites, load_config, parse_overrides, to_yaml
 from pai_bench.errors import UserError
+from tests.conftest import assert_config_error
 
 
 def test_quickstart_suite_resolves_with_overrides():
@@ -46,9 +47,7 @@ def test_every_suite_validates():
     ],
 )
 def test_bad_config_is_a_one_line_user_error(overrides, message):
-    with pytest.raises(UserError, match=message) as caught:
-        load_config("quickstart", overrides)
-    assert "\n" not in str(caught.value)
+    assert_config_error("quickstart", overrides, message)
 
 
 def test_unknown_suite_lists_the_suites():
@@ -73,5 +72,4 @@ def test_suite_from_a_yaml_path_and_show_round_trips(tmp_path):
 
 @pytest.mark.parametrize("override", ["data.rrc_ratio=[1.25,0.8]", "data.rrc_scale=[0.1,1.5]", "data.rrc_scale=[0.5]", "data.rrc_ratio=[0,1]"])
 def test_rrc_ranges_must_be_ordered_positive_pairs(override):
-    with pytest.raises(UserError, match=override.split("=")[0]):
-        load_config("quickstart", [override])
+    assert_config_error("quickstart", [override], override.split("=")[0])

@@ -15,6 +15,7 @@ import torchvision
 from pai_bench.cli import main
 from pai_bench.config import list_suites, load_config, to_yaml
 from pai_bench.errors import UserError
+from tests.conftest import assert_config_error
 from pai_bench.plugins import list_methods, method_class
 from pai_bench.runner import run_suite
 from pai_bench.runner.grid import expand_grid, suite_cells
@@ -148,9 +149,7 @@ def test_a_cell_can_be_defined_from_the_command_line():
     ],
 )
 def test_bad_cells_are_one_line_user_errors(overrides, message):
-    with pytest.raises(UserError, match=message) as caught:
-        load_config("transfer", overrides)
-    assert "\n" not in str(caught.value)
+    assert_config_error("transfer", overrides, message)
 
 
 def test_cells_on_a_suite_without_cells_and_weights_on_a_model_without_any():

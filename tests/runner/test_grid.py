@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from pai_bench.config import load_config
-from pai_bench.errors import UserError
+from tests.conftest import assert_config_error
 from pai_bench.runner.grid import expand_grid
 
 QUICK = ["methods=[dense,magnitude,snip,scratch-e]", "sparsities=[0.5,0.9]", "seeds=2"]
@@ -57,6 +57,4 @@ def test_diagnostics_reach_every_trial_and_leave_the_keys():
     ],
 )
 def test_bad_ablations_and_diagnostics_are_one_line_errors(overrides, message):
-    with pytest.raises(UserError, match=message) as error:
-        load_config("quickstart", overrides)
-    assert "\n" not in str(error.value)
+    assert_config_error("quickstart", overrides, message)
