@@ -15,8 +15,8 @@ from pai_bench.leaderboard import write_leaderboard
 from pai_bench.report import results_frame, summary_markdown
 from pai_bench.runner.grid import expand_grid
 from pai_bench.runner.local import run_local
+from pai_bench.runner.suite_data import SuiteDatasets
 from pai_bench.store import ResultStore
-from pai_bench.trial import data_key, load_trial_data
 
 
 @dataclass
@@ -35,12 +35,10 @@ def run_suite(config: SuiteConfig, progress: bool = True) -> RunSummary:
     (out / "config.yaml").write_text(to_yaml(config))
     store = ResultStore(out)
     specs = expand_grid(config)
-    # Load each dataset before any trial runs: a missing dataset is bad input (one line, exit
-    # 2), not a hundred failed trials.
-    datasets = {}
-    for spec in specs:
-        if data_key(spec) not in datasets:
-            datasets[data_key(spec)] = load_trial_data(spec)
+    # The unfinished trials' datasets, each loaded before any trial runs: a missing dataset is
+    # bad input (one line, exit 2), not a hundred failed trials.
+    datasets = SuiteDatasets(store.unfinished(specs))
+    datasets.check()
     if config.executor == "tune":
         # Imported here: Ray takes a while to import, and the local executor does without it.
         from pai_bench.runner.tune import run_tune

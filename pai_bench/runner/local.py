@@ -34,6 +34,9 @@ def run_local(
     """Run the unfinished trials of `specs` on the preloaded `datasets` (by `data_key`);
     return how many ended in each status."""
     todo = store.unfinished(specs)
+    # A dataset's trials run together, so a `SuiteDatasets` reads each dataset once.
+    keys = list(dict.fromkeys(data_key(spec) for spec in todo))
+    todo.sort(key=lambda spec: keys.index(data_key(spec)))
     counts: Counter = +Counter(skipped=len(specs) - len(todo))  # unary + drops a zero count
     bar = tqdm(total=len(todo), unit="trial", disable=not progress, file=sys.stderr, dynamic_ncols=True)
     try:

@@ -8,8 +8,8 @@ It knows nothing about pruning, and a trial knows nothing about Ray: this module
 - In a Tune worker, `run_trial` runs with two hooks: its per-epoch metrics go to
   `tune.report`, and every `checkpoint_every` epochs its state rides along as a
   `tune.Checkpoint`, which Tune copies to its storage (`ray.storage`, default `<out>/ray`).
-  The datasets are loaded once by the driver and shared through Ray's object store, so only the
-  driver needs the files.
+  The datasets are loaded by the driver, one at a time, and shared through Ray's object
+  store, so only the driver needs the files.
 - The driver alone writes the results store, the single source of truth: a `running` record
   when a trial starts, the same record naming the trial's latest checkpoint after each one,
   and the final record that the trial's last report carries. Each write is atomic and a
@@ -128,8 +128,9 @@ def _tuner(
     callbacks: list,
 ) -> tune.Tuner:
     """One Tune experiment whose trials are `todo`, each resuming from its record's checkpoint."""
-    keys = sorted({data_key(spec) for spec in todo})
-    data_refs = [ray.put(share(datasets[key])) for key in keys]  # once per dataset, shared by trials
+    keys = list(dict.fromkeys(data_key(spec) for spec in todo))
+    # Once per dataset, shared by the trials; each is in the object store before the next loads.
+    data_refs = [ray.put(share(datasets[key])) for key in keys]
     trials = [
         {
             "key": spec.key,
