@@ -18,6 +18,7 @@ from pai_bench.store import ResultStore
 def two_nodes():
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "object_store_memory": 100 * 2**20})
     cluster.add_node(num_cpus=1, object_store_memory=100 * 2**20)
+    cluster.wait_for_nodes()
     yield cluster
     ray.shutdown()
     cluster.shutdown()
@@ -25,7 +26,9 @@ def two_nodes():
 
 def test_trials_land_on_both_nodes_of_a_joined_cluster(two_nodes, tmp_path):
     # One CPU per node and one per trial: two trials at a time, necessarily one on each node.
-    overrides = [*SMALL[1:], "methods=[random,magnitude]", "sparsities=[0.5,0.9]", "executor=tune", "resources.cpu=1"]
+    # Three epochs each: long enough that the first node cannot finish all four trials while
+    # the second node's worker is still starting on a busy machine.
+    overrides = [*SMALL[1:], "methods=[random,magnitude]", "sparsities=[0.5,0.9]", "train.epochs=3", "executor=tune", "resources.cpu=1"]
     config = load_config("quickstart", [*overrides, f"ray.address={two_nodes.address}", f"out={tmp_path}"])
     summary = run_suite(config, progress=False)
     assert summary.counts == {"done": 4}
