@@ -19,6 +19,9 @@ from typing import Any, TypeVar
 FINAL_STATUSES = ("done", "diverged")
 STATUSES = ("done", "failed", "diverged", "running")
 
+#: A record being written; renamed to `<key>.json` once whole.
+TEMPORARY_PREFIX = ".tmp-"
+
 T = TypeVar("T")
 
 
@@ -35,7 +38,7 @@ class ResultStore:
     def write(self, record: dict[str, Any]) -> None:
         self.trials.mkdir(parents=True, exist_ok=True)
         text = json.dumps(record, indent=1, sort_keys=True, default=_jsonable)
-        handle, temporary = tempfile.mkstemp(dir=self.trials, prefix=".tmp-", suffix=".json")
+        handle, temporary = tempfile.mkstemp(dir=self.trials, prefix=TEMPORARY_PREFIX, suffix=".json")
         try:
             with os.fdopen(handle, "w") as stream:
                 stream.write(text)
@@ -45,6 +48,13 @@ class ResultStore:
         except BaseException:
             Path(temporary).unlink(missing_ok=True)
             raise
+
+    def remove_partial_writes(self) -> None:
+        """Delete the temporary files of writes a killed run never finished (records skip them
+        anyway). Only while no other run writes to this store: a run calls it as it starts."""
+        if self.trials.is_dir():
+            for path in self.trials.glob(f"{TEMPORARY_PREFIX}*.json"):
+                path.unlink(missing_ok=True)
 
     def read(self, key: str) -> dict[str, Any] | None:
         """The record of `key`, or None when there is none or it is corrupt (then reported)."""
@@ -68,7 +78,7 @@ class ResultStore:
         if not self.trials.is_dir():
             return
         for path in sorted(self.trials.glob("*.json")):
-            if not path.name.startswith(".tmp-"):
+            if not path.name.startswith(TEMPORARY_PREFIX):
                 yield _load(path)
 
 

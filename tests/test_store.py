@@ -32,3 +32,15 @@ def test_corrupt_record_is_reported_and_not_final(tmp_path, capsys):
     assert not store.is_final("bad")
     assert [r["key"] for r in store.records()] == ["good"]
     assert "corrupt record" in capsys.readouterr().err
+
+
+def test_a_killed_write_is_skipped_then_removed_without_touching_records(tmp_path):
+    store = ResultStore(tmp_path)
+    store.write({"key": "a", "status": "done"})
+    leftover = store.trials / ".tmp-killed.json"
+    leftover.write_text('{"key": "a", "status": "run')  # a write cut short by SIGKILL
+    assert [r["key"] for r in store.records()] == ["a"]
+    store.remove_partial_writes()
+    assert sorted(path.name for path in store.trials.iterdir()) == ["a.json"]
+    assert store.read("a")["status"] == "done"
+    ResultStore(tmp_path / "new").remove_partial_writes()  # no trials folder yet: nothing to do

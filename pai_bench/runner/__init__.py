@@ -34,6 +34,7 @@ def run_suite(config: SuiteConfig, progress: bool = True) -> RunSummary:
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.yaml").write_text(to_yaml(config))
     store = ResultStore(out)
+    store.remove_partial_writes()
     specs = expand_grid(config)
     # The unfinished trials' datasets, each loaded before any trial runs: a missing dataset is
     # bad input (one line, exit 2), not a hundred failed trials.

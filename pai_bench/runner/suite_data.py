@@ -38,13 +38,11 @@ class SuiteDatasets(Mapping[tuple, Dataset]):
         return dataset
 
     def check(self) -> None:
-        """Load every dataset once, so that a missing one stops the run before any trial.
-
-        Last to first: the one still held after is the first an executor asks for (executors
-        take datasets in the order the trials name them), so a suite of one dataset reads it
-        once, and one of several reads all but the first twice.
-        """
-        for key in reversed(list(self)):
+        """Load every dataset once, in order, so that a missing one stops the run before any
+        trial, with the first missing one named. A suite of one dataset stays loaded; one of
+        several reads each again when its trials run (at 224 px, about 30 s per CIFAR dataset on
+        two cores)."""
+        for key in self:
             self[key]
 
     def __iter__(self) -> Iterator[tuple]:

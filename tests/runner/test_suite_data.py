@@ -65,12 +65,14 @@ def test_a_dataset_loads_when_asked_for_and_the_previous_one_is_let_go(loads):
     assert loads == {native: 1, small: 1}
 
 
-def test_check_loads_every_dataset_and_keeps_the_first(loads):
+def test_check_loads_every_dataset_in_order_and_keeps_the_last(monkeypatch):
     datasets, native, small = two_datasets()
+    order = []
+    monkeypatch.setattr(suite_data, "load_trial_data", lambda spec: order.append(data_key(spec)) or load_trial_data(spec))
     datasets.check()
-    assert loads == {native: 1, small: 1}
-    datasets[native]
-    assert loads == {native: 1, small: 1}, "the first dataset was read again after check()"
+    assert order == [native, small]
+    datasets[small]
+    assert order == [native, small], "the last dataset was read again after check()"
 
 
 def test_a_missing_dataset_stops_the_suite_before_any_trial(tmp_path):
@@ -89,9 +91,9 @@ def test_a_suite_reads_each_dataset_it_still_needs_and_no_other(tmp_path, loads)
     config = load_config(str(suite), [f"out={tmp_path / 'run'}"])
     summary = run_suite(config, progress=False)
     assert summary.counts["done"] == 4
-    # check() reads both (the small cell's first, then the native one, which it keeps); the
-    # trials then run cell by cell, so only the small cell's dataset is read again.
-    assert sorted(loads.values()) == [1, 2] and sum(loads.values()) == 3
+    # check() reads both, then the trials run cell by cell (seed-major in the grid), each
+    # dataset read once more: twice each, not once per trial.
+    assert sorted(loads.values()) == [2, 2]
     loads.clear()
     assert run_suite(config, progress=False).counts == Counter(skipped=4)
     assert not loads, "a rerun with every trial finished loaded a dataset"
