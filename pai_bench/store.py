@@ -8,19 +8,16 @@ trial runs again; it never stops a suite.
 from __future__ import annotations
 
 import json
-import os
 import sys
-import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
+from pai_bench.atomic import atomic_write, is_partial_write
+
 #: Outcomes that rerunning would not change; other records (failed, running) are run again.
 FINAL_STATUSES = ("done", "diverged")
 STATUSES = ("done", "failed", "diverged", "running")
-
-#: A record being written; renamed to `<key>.json` once whole.
-TEMPORARY_PREFIX = ".tmp-"
 
 T = TypeVar("T")
 
@@ -36,25 +33,9 @@ class ResultStore:
         return self.trials / f"{key}.json"
 
     def write(self, record: dict[str, Any]) -> None:
-        self.trials.mkdir(parents=True, exist_ok=True)
         text = json.dumps(record, indent=1, sort_keys=True, default=_jsonable)
-        handle, temporary = tempfile.mkstemp(dir=self.trials, prefix=TEMPORARY_PREFIX, suffix=".json")
-        try:
-            with os.fdopen(handle, "w") as stream:
-                stream.write(text)
-                stream.flush()
-                os.fsync(stream.fileno())
-            os.replace(temporary, self.path(record["key"]))
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
-
-    def remove_partial_writes(self) -> None:
-        """Delete the temporary files of writes a killed run never finished (records skip them
-        anyway). Only while no other run writes to this store: a run calls it as it starts."""
-        if self.trials.is_dir():
-            for path in self.trials.glob(f"{TEMPORARY_PREFIX}*.json"):
-                path.unlink(missing_ok=True)
+        with atomic_write(self.path(record["key"])) as stream:
+            stream.write(text)
 
     def read(self, key: str) -> dict[str, Any] | None:
         """The record of `key`, or None when there is none or it is corrupt (then reported)."""
@@ -78,7 +59,7 @@ class ResultStore:
         if not self.trials.is_dir():
             return
         for path in sorted(self.trials.glob("*.json")):
-            if not path.name.startswith(TEMPORARY_PREFIX):
+            if not is_partial_write(path):
                 yield _load(path)
 
 

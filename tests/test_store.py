@@ -34,13 +34,9 @@ def test_corrupt_record_is_reported_and_not_final(tmp_path, capsys):
     assert "corrupt record" in capsys.readouterr().err
 
 
-def test_a_killed_write_is_skipped_then_removed_without_touching_records(tmp_path):
+
+def test_a_killed_write_is_not_a_record(tmp_path):
     store = ResultStore(tmp_path)
     store.write({"key": "a", "status": "done"})
-    leftover = store.trials / ".tmp-killed.json"
-    leftover.write_text('{"key": "a", "status": "run')  # a write cut short by SIGKILL
-    assert [r["key"] for r in store.records()] == ["a"]
-    store.remove_partial_writes()
-    assert sorted(path.name for path in store.trials.iterdir()) == ["a.json"]
-    assert store.read("a")["status"] == "done"
-    ResultStore(tmp_path / "new").remove_partial_writes()  # no trials folder yet: nothing to do
+    (store.trials / ".tmp-killed.json").write_text('{"key": "b", "status": "done"}')  # never renamed
+    assert [r["key"] for r in store.records()] == ["a"] and store.read("b") is None

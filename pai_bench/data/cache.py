@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from pai_bench.atomic import atomic_write
 from pai_bench.errors import UserError
 
 FORMAT = 1
@@ -68,14 +69,11 @@ def _read(path: Path, key: str) -> Content | None:
 
 
 def _write(path: Path, content: Content) -> None:
-    # Write then rename, so a crash or a concurrent reader never sees half a file.
-    temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    # Whole or not at all, so a crash or a concurrent reader never sees half a file.
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(content, temporary)
-        os.replace(temporary, path)
+        with atomic_write(path, "wb") as stream:
+            torch.save(content, stream)
     except OSError as error:
-        temporary.unlink(missing_ok=True)
         warnings.warn(
             f"cannot cache decoded images in {path} ({error}); the next load decodes them again",
             stacklevel=3,

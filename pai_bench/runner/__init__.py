@@ -10,11 +10,12 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+from pai_bench.atomic import remove_partial_writes
 from pai_bench.config import SuiteConfig, out_dir, to_yaml
 from pai_bench.leaderboard import write_leaderboard
 from pai_bench.report import results_frame, summary_markdown
 from pai_bench.runner.grid import expand_grid
-from pai_bench.runner.local import run_local
+from pai_bench.runner.local import checkpoint_folder, run_local
 from pai_bench.runner.suite_data import SuiteDatasets
 from pai_bench.store import ResultStore
 
@@ -34,7 +35,9 @@ def run_suite(config: SuiteConfig, progress: bool = True) -> RunSummary:
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.yaml").write_text(to_yaml(config))
     store = ResultStore(out)
-    store.remove_partial_writes()
+    # What a killed run was writing: records and checkpoints skip it, and nothing writes here yet.
+    for folder in (store.trials, checkpoint_folder(store)):
+        remove_partial_writes(folder)
     specs = expand_grid(config)
     # The unfinished trials' datasets, each loaded before any trial runs: a missing dataset is
     # bad input (one line, exit 2), not a hundred failed trials.

@@ -8,14 +8,14 @@ correct result.
 
 from __future__ import annotations
 
-import os
 import sys
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from pai_bench.atomic import atomic_write
 
 #: The file inside a checkpoint folder (Ray Tune's checkpoints are folders).
 STATE_FILE = "state.pt"
@@ -32,18 +32,8 @@ def read_state(path: str | Path) -> dict[str, Any] | None:
 
 def write_state(state: dict[str, Any], path: str | Path) -> None:
     """`torch.save(state, path)`, atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".pt")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            torch.save(state, stream)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    with atomic_write(path, "wb") as stream:
+        torch.save(state, stream)
 
 
 def read_checkpoint(location: str | Path) -> dict[str, Any] | None:

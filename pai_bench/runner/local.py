@@ -14,6 +14,7 @@ import platform
 import sys
 from collections import Counter
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import torch
 from tqdm import tqdm
@@ -53,6 +54,10 @@ def run_local(
     return counts
 
 
+def checkpoint_folder(store: ResultStore) -> Path:
+    return store.root / "checkpoints"
+
+
 def _run_one(spec: TrialSpec, store: ResultStore, dataset: Dataset, checkpoint_every: int) -> dict:
     """Run one trial, its running record naming its latest checkpoint; write its record."""
     running = base_record(spec, "running")
@@ -60,7 +65,7 @@ def _run_one(spec: TrialSpec, store: ResultStore, dataset: Dataset, checkpoint_e
     if point:
         running["checkpoint"] = point
     store.write(running)
-    path = store.root / "checkpoints" / f"{spec.key}.pt"
+    path = checkpoint_folder(store) / f"{spec.key}.pt"
 
     def saved(state: dict) -> None:
         running["checkpoint"] = {"path": str(path.resolve()), "epoch": state["train"]["epoch"]}
