@@ -1,8 +1,11 @@
-"""Iterative SNIP (de Jorge et al., "Progressive Skeletonization", ICLR 2021; naver/force,
-`prune_method=1`): the SNIP score |θ ⊙ ∂L/∂θ| recomputed on the masked network each round, on
-the driver's exponential schedule density_r = d^((r+1)/rounds) (FORCE's `mode='exp'`). Pruned
-weights stay pruned (the driver never brings one back; FORCE's Iter SNIP blocks their
-gradients). FORCE's code feeds raw logits to `nll_loss`; this uses real cross-entropy.
+"""Iterative SNIP (de Jorge et al., "Progressive Skeletonization", ICLR 2021): SNIP rescored
+on the masked network each round.
+
+As naver/force's `prune_method=1` computes it: the SNIP score |θ ⊙ ∂L/∂θ| recomputed on the
+masked network each round, on the driver's exponential schedule density_r = d^((r+1)/rounds)
+(FORCE's `mode='exp'`). Pruned weights stay pruned (the driver never brings one back;
+FORCE's Iter SNIP blocks their gradients). FORCE's code feeds raw logits to `nll_loss`; this
+uses real cross-entropy.
 """
 
 from __future__ import annotations

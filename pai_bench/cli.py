@@ -86,15 +86,19 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
-    from pai_bench import list_methods
-    from pai_bench.config import list_suites
     from pai_bench.data import list_datasets
+    from pai_bench.listing import methods_listing, suites_listing
     from pai_bench.models import list_models
 
-    listers = {"methods": list_methods, "suites": list_suites, "models": list_models, "datasets": list_datasets}
+    listers = {
+        "methods": methods_listing,
+        "suites": suites_listing,
+        "models": lambda: "\n".join(list_models()),
+        "datasets": lambda: "\n".join(list_datasets()),
+    }
     if args.what not in listers:
         raise unknown_choice("thing to list", args.what, LISTABLE)
-    print("\n".join(listers[args.what]()))
+    print(listers[args.what]())
     return 0
 
 

@@ -1,0 +1,65 @@
+"""What `pai-bench list` prints: each method with its paper and options, each suite with what
+it runs, so that choosing one needs no trip to the source.
+
+A method's description is the first paragraph of its module's docstring when the module holds
+that method alone (a built-in's opens with the paper), else of its class's docstring.
+"""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+from dataclasses import fields
+
+import yaml
+
+from pai_bench.config import list_suites, suite_path
+from pai_bench.plugins import list_methods, method_class, resolve_options
+
+#: Width the descriptions wrap to, and the indent of every line after a name.
+WIDTH = 100
+INDENT = 14
+
+
+def methods_listing() -> str:
+    blocks = []
+    for name in list_methods():
+        options = resolve_options(name)
+        settings = " ".join(f"{name}.{field.name}={_shown(getattr(options, field.name))}" for field in fields(options))
+        blocks.append(_block(name, [method_description(name), f"options: {settings}" if settings else "options: none"]))
+    return "\n".join(blocks)
+
+
+def suites_listing() -> str:
+    return "\n".join(_block(name, [_suite_description(name)]) for name in list_suites())
+
+
+def method_description(name: str) -> str:
+    cls = method_class(name)
+    module_doc = getattr(sys.modules.get(cls.__module__), "__doc__", None)
+    alone = sum(method_class(other).__module__ == cls.__module__ for other in list_methods()) == 1
+    text = (module_doc if alone else None) or cls.__doc__ or ""
+    return " ".join(text.strip().split("\n\n")[0].split()) or "(no description)"
+
+
+def _suite_description(name: str) -> str:
+    text = yaml.safe_load(suite_path(name).read_text()) or {}
+    return text.get("description") or "(no description)"
+
+
+def _block(name: str, paragraphs: list[str]) -> str:
+    """`name` then its paragraphs, wrapped, each under the first one's column."""
+    lines = []
+    for paragraph in paragraphs:
+        lines += textwrap.wrap(paragraph, WIDTH - INDENT, break_on_hyphens=False) or [""]
+    first, *rest = lines
+    return "\n".join([f"{name:<{INDENT - 1}} {first}" if len(name) < INDENT else f"{name}\n{' ' * INDENT}{first}", *(" " * INDENT + line for line in rest)])
+
+
+def _shown(value: object) -> str:
+    """An option's default as it is written on the command line."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return str(value).lower()
+    return str(value)
