@@ -34,6 +34,9 @@ def test_installed_plugin_is_listed(installed):
     result = cli(installed, "list", "methods")
     assert result.returncode == 0, result.stderr
     assert "filter-norm" in result.stdout.split()
+    # Its module docstring's first paragraph, and its option as the override that sets it.
+    assert "Filter-norm pruning: keep the weights of the strongest output filters." in result.stdout
+    assert "options: filter-norm.mix=0.0" in result.stdout
 
 
 def test_installed_plugin_runs_with_its_option(installed, tmp_path):
