@@ -97,3 +97,13 @@ def test_a_suite_reads_each_dataset_it_still_needs_and_no_other(tmp_path, loads)
     loads.clear()
     assert run_suite(config, progress=False).counts == Counter(skipped=4)
     assert not loads, "a rerun with every trial finished loaded a dataset"
+
+
+def test_under_tune_each_cell_trains_on_its_own_dataset(tmp_path):
+    suite = tmp_path / "two.yaml"
+    suite.write_text(TWO_CELLS)
+    config = load_config(str(suite), [f"out={tmp_path / 'run'}", "executor=tune", "resources.cpu=1", "seeds=1"])
+    assert run_suite(config, progress=False).counts == Counter(done=2)
+    dense_macs = {record["cell"]: record["macs_dense"] for record in ResultStore(tmp_path / "run").records()}
+    # quicknet's convolutions cost (16 / 32)^2 as much on the small cell's 16-px images.
+    assert dense_macs["small"] * 4 == pytest.approx(dense_macs["native"], rel=0.01)
