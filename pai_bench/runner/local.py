@@ -32,8 +32,8 @@ def run_local(
     progress: bool = True,
     checkpoint_every: int = 0,
 ) -> Counter:
-    """Run the unfinished trials of `specs` on the preloaded `datasets` (by `data_key`);
-    return how many ended in each status."""
+    """Run the unfinished trials of `specs` on `datasets` (by `data_key`; a `SuiteDatasets`
+    loads each when first asked for); return how many ended in each status."""
     todo = store.unfinished(specs)
     # A dataset's trials run together, so a `SuiteDatasets` reads each dataset once.
     keys = list(dict.fromkeys(data_key(spec) for spec in todo))
