@@ -25,6 +25,9 @@ def atomic_write(path: str | Path, mode: str = "w") -> Iterator[IO]:
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=TEMPORARY_PREFIX, suffix=path.suffix)
     try:
+        # mkstemp makes the file private (0600); the file it becomes is an ordinary output,
+        # readable as the user's umask allows (on shared storage, by the user's team).
+        os.chmod(temporary, 0o666 & ~current_umask())
         with os.fdopen(handle, mode) as stream:
             yield stream
             stream.flush()
@@ -44,3 +47,17 @@ def remove_partial_writes(folder: str | Path) -> None:
     calls it as it starts, before its trials)."""
     for path in Path(folder).glob(f"{TEMPORARY_PREFIX}*"):
         path.unlink(missing_ok=True)
+
+
+def current_umask() -> int:
+    """The process's umask, read without changing it where the OS allows (Linux's
+    /proc/self/status), since setting it even briefly races with other threads' files."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask

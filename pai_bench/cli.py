@@ -17,9 +17,14 @@ LISTABLE = ("methods", "suites", "models", "datasets")
 LEADERBOARD_OPTIONS = ("out", "alpha", "test", "title")
 
 
+#: Exit codes: 0 every trial of the grid done (or diverged, which is a result), 1 some trial
+#: failed (the summary says how many and where the reasons are), 2 bad input, 130 interrupted.
+EXIT_TRIALS_FAILED = 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
-    args = parser.parse_args(argv)
+    args = _parse(parser, sys.argv[1:] if argv is None else argv)
     try:
         return args.handler(args)
     except UserError as error:
@@ -54,12 +59,24 @@ def _parser() -> argparse.ArgumentParser:
 
     leaderboard = commands.add_parser(
         "leaderboard",
-        help="the publishable leaderboard (Markdown + PNG) of a run folder: pai-bench leaderboard DIR [out=leaderboard/NAME.md]",
+        help="the publishable leaderboard (Markdown + PNG) of a run folder: pai-bench leaderboard DIR [out=DIR/leaderboard.md]",
     )
     leaderboard.add_argument("dir", type=Path)
     leaderboard.add_argument("options", nargs="*", metavar="key=value", help=f"{', '.join(LEADERBOARD_OPTIONS)}")
     leaderboard.set_defaults(handler=_leaderboard)
     return parser
+
+
+def _parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    """Flags may come anywhere among a command's `key=value` overrides
+    (`pai-bench run suite=cifar10 --no-progress seeds=1`), which argparse alone refuses."""
+    args, extra = parser.parse_known_args(argv)
+    flags = [item for item in extra if item.startswith("-")]
+    if flags or (extra and not hasattr(args, "overrides")):
+        parser.error(f"unrecognized arguments: {' '.join(flags or extra)}")
+    if extra:
+        args.overrides += extra
+    return args
 
 
 def _config(overrides: list[str]):
@@ -76,13 +93,28 @@ def _run(args: argparse.Namespace) -> int:
     summary = run_suite(config, progress=not args.no_progress)
     counts = ", ".join(f"{n} {status}" for status, n in sorted(summary.counts.items())) or "nothing to do"
     print(f"{summary.trials} trials in {summary.out}: {counts}")
-    if summary.counts.get("unfinished"):
-        print("pai-bench: the run stopped early; rerun the same command to resume it", file=sys.stderr)
     print(summary.summary_path.read_text())
     print(f"leaderboard with significance tests: {summary.leaderboard_path} (and its .png)")
+    if summary.reported > summary.trials:
+        print(f"the reports cover {summary.reported} trials of this protocol in {summary.out}: this run's {summary.trials} and earlier ones (grid in {summary.out / 'config.yaml'})")
+    if summary.replaced:
+        print(
+            f"pai-bench: note: {summary.replaced} finished trials of an earlier protocol or options in {summary.out} are not in these "
+            f"reports (their records stay in trials/); `pai-bench run suite={summary.previous_config}` reports them again",
+            file=sys.stderr,
+        )
     if summary.warned:
         print(f"pai-bench: {summary.warned} of the trials warned while pruning; {summary.leaderboard_path} lists the warnings", file=sys.stderr)
-    return 0
+    if summary.counts.get("unfinished"):
+        print("pai-bench: the run stopped early; rerun the same command to resume it", file=sys.stderr)
+    failed = summary.counts.get("failed", 0)
+    if failed:
+        print(
+            f"pai-bench: {failed} of {summary.trials} trials failed; their reasons are in their records "
+            f"(`pai-bench results {summary.out}`, column error) and the leaderboard; rerunning the command retries them",
+            file=sys.stderr,
+        )
+    return EXIT_TRIALS_FAILED if failed or summary.counts.get("unfinished") else 0
 
 
 def _list(args: argparse.Namespace) -> int:
@@ -142,9 +174,7 @@ def _leaderboard(args: argparse.Namespace) -> int:
     if test not in PAIRED_TESTS:
         raise unknown_choice("test", test, PAIRED_TESTS)
     records = load_run_records(args.dir)
-    suites = sorted({str(r.get("suite") or "custom") for r in records})
-    name = suites[0] if len(suites) == 1 else args.dir.resolve().name
-    out = Path(options.get("out", f"leaderboard/{name}.md"))
+    out = Path(options["out"]) if "out" in options else args.dir / "leaderboard.md"
     if out.suffix != ".md":
         raise UserError(f"out={out} must name a .md file (the plot is written beside it as .png)")
     md, png = write_leaderboard(records, out, alpha=alpha, paired_test=test, title=options.get("title"))

@@ -9,6 +9,7 @@ a method's name sets that method's option (`px.rounds=50` -> `options.px.rounds`
 from __future__ import annotations
 
 import math
+import re
 
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +24,8 @@ from pai_bench.errors import UserError, unknown_choice
 from pai_bench.plugins import list_methods, resolve_options
 
 EXECUTORS = ("tune", "local")
+#: What `train.device` accepts: what torch.device parses and pai-bench can train on.
+DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?|mps")
 
 
 @dataclass
@@ -149,13 +152,40 @@ def list_suites() -> list[str]:
 
 def suite_path(name: str) -> Path:
     """A built-in suite by name, or a YAML file by path."""
-    candidate = Path(name)
-    if candidate.suffix in (".yaml", ".yml") and candidate.is_file():
-        return candidate
     path = suites_folder() / f"{name}.yaml"
-    if not path.is_file():
-        raise unknown_choice("suite", name, list_suites())
-    return path
+    if name in list_suites():
+        return path
+    candidate = Path(name).expanduser()
+    if candidate.is_dir():
+        raise UserError(f"suite={name} is a folder; pass a suite YAML file or a built-in suite ({', '.join(list_suites())})")
+    looks_like_path = candidate.suffix in (".yaml", ".yml") or "/" in name or "\\" in name
+    if candidate.is_file() and looks_like_path:
+        return candidate
+    if looks_like_path:
+        raise UserError(f"suite file {name} does not exist; pass a suite YAML file or a built-in suite ({', '.join(list_suites())})")
+    raise unknown_choice("suite", name, list_suites())
+
+
+def read_suite_file(path: Path) -> dict[str, Any]:
+    """The mapping a suite file holds; a file that is not one is bad input, said in one line."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise UserError(f"suite file {path} is not UTF-8 text (byte {error.start}: {error.reason})") from None
+    except OSError as error:
+        raise UserError(f"cannot read suite file {path}: {error.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        problem = getattr(error, "problem", None) or _first_line(error)
+        raise UserError(f"suite file {path} is not valid YAML{where}: {problem}") from None
+    if data is None:
+        raise UserError(f"suite file {path} is empty; a suite sets at least its methods, e.g. methods: [dense, snip]")
+    if not isinstance(data, dict):
+        raise UserError(f"suite file {path} must hold a mapping of settings, not {type(data).__name__}")
+    return data
 
 
 def parse_overrides(overrides: list[str]) -> tuple[str | None, list[str]]:
@@ -178,10 +208,7 @@ def load_config(suite: str | None, overrides: list[str] = ()) -> SuiteConfig:
     layers: list[DictConfig] = [schema]
     if suite is not None:
         path = suite_path(suite)
-        with open(path) as handle:
-            data = yaml.safe_load(handle) or {}
-        if not isinstance(data, dict):
-            raise UserError(f"suite file {path} must hold a mapping, not {type(data).__name__}")
+        data = read_suite_file(path)
         data.setdefault("suite", path.stem)
         layers.append(_create(data, f"suite {path}"))
     else:
@@ -202,6 +229,9 @@ def _merge(layers: list[DictConfig], schema: DictConfig) -> DictConfig:
         raise UserError(_unknown_key_message(error, schema)) from None
     except OmegaConfBaseException as error:
         key = getattr(error, "full_key", None)
+        if key and "is not a ListConfig" in str(error):
+            value = getattr(error, "value", None)
+            raise UserError(f"{key}={value}: a list is expected, e.g. {key}=[{value}]") from None
         raise UserError(f"bad config value{f' for {key}' if key else ''}: {_first_line(error)}") from None
 
 
@@ -304,10 +334,50 @@ def _validate_cell(cell: CellConfig | SuiteConfig) -> None:
         raise unknown_choice("dataset", cell.data.name, list_datasets())
     if cell.train.epochs < 1:
         raise UserError(f"train.epochs={cell.train.epochs}: need at least one epoch")
+    _validate_train(cell.train)
+    _validate_data(cell.data)
     _validate_range("data.rrc_scale", cell.data.rrc_scale, upper=1.0)
     _validate_range("data.rrc_ratio", cell.data.rrc_ratio)
     if cell.prune.batch_size is not None and cell.prune.batch_size < 1:
         raise UserError(f"prune.batch_size={cell.prune.batch_size}: must be positive, or null for the whole pruning split")
+
+
+def _validate_train(train: TrainConfig) -> None:
+    """Values with which no trial could train: rejected once, before any trial fails on them."""
+    _require("train.lr", train.lr, train.lr > 0, "a positive learning rate, e.g. train.lr=0.1")
+    _require("train.momentum", train.momentum, 0 <= train.momentum < 1, "a momentum in [0, 1), e.g. 0.9")
+    _require("train.weight_decay", train.weight_decay, train.weight_decay >= 0, "0 or a positive weight decay, e.g. 1e-4")
+    _require("train.gamma", train.gamma, train.gamma > 0, "a positive learning-rate factor, e.g. 0.1")
+    _require("train.batch_size", train.batch_size, train.batch_size >= 1, "a positive number of examples, e.g. 128")
+    _require("train.eval_batch_size", train.eval_batch_size, train.eval_batch_size >= 1, "a positive number of examples, e.g. 1000")
+    if train.nesterov and train.momentum == 0:
+        raise UserError("train.nesterov=true needs a momentum above 0 (SGD's Nesterov update is its momentum's)")
+    for milestone in train.milestones:
+        if milestone < 0:
+            raise UserError(f"train.milestones={list(train.milestones)}: an epoch cannot be negative")
+    if not DEVICE_PATTERN.fullmatch(train.device):
+        raise UserError(f"train.device={train.device!r} is not a device; valid choices: auto, cpu, cuda, cuda:N (N a GPU index), mps")
+
+
+def _validate_data(data: DataConfig) -> None:
+    from pai_bench.data import AUGMENTATIONS
+
+    if data.augment not in AUGMENTATIONS:
+        raise unknown_choice("data.augment", data.augment, AUGMENTATIONS)
+    for name in ("subset", "image_size", "input_size"):
+        value = getattr(data, name)
+        if value is not None and value < 1:
+            raise UserError(f"data.{name}={value}: must be a positive number, or null for none")
+    if data.prune_per_class < 1:
+        raise UserError(f"data.prune_per_class={data.prune_per_class}: the pruning split needs at least one example per class")
+    if data.padding < 0:
+        raise UserError(f"data.padding={data.padding}: crop padding cannot be negative")
+
+
+def _require(name: str, value: float, valid: bool, expected: str) -> None:
+    """`valid` is the range check; non-finite values (nan, inf) fail it whatever it says."""
+    if not (valid and math.isfinite(value)):
+        raise UserError(f"{name}={value}: expected {expected}")
 
 
 def _validate_range(name: str, bounds: list[float] | None, upper: float = math.inf) -> None:

@@ -11,7 +11,8 @@ The data an epoch sees is exactly the reference loop's: the loader's `raw()` giv
 order and the same random draws, and the compiled step applies them with the loader's own
 `prepare`. What differs on a GPU is the arithmetic (bf16, fused kernels), which is why the plain
 fp32 loop in `pai_bench.training` stays as the reference this path is checked against
-(`train.fast=false`), and why `fast` is part of the trial key.
+(`train.fast=false`). Like the device, `fast` is not part of the trial key (it changes the
+arithmetic, not the protocol); each record's `engine` says which path trained it.
 """
 
 from __future__ import annotations

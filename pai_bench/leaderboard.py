@@ -165,9 +165,16 @@ def write_leaderboard(
         raise UserError(f"alpha={alpha} is outside (0, 1)")
     analysis = stats.analyse(records, alpha=alpha, paired_test=paired_test)
     out_md = Path(out_md)
+    try:
+        return _write_files(analysis, records, out_md, title, version, date)
+    except OSError as error:
+        raise UserError(f"cannot write the leaderboard {out_md}: {error.strerror or error}; choose a folder you can write") from None
+
+
+def _write_files(analysis: Analysis, records, out_md: Path, title: str | None, version: str | None, date: str | None) -> tuple[Path, Path]:
     out_md.parent.mkdir(parents=True, exist_ok=True)
     png = out_md.with_suffix(".png")
-    plot_leaderboard(analysis, png)
+    plot_leaderboard(analysis, png, title=title)
     layer_plots = {}
     for group, cells in _groups(analysis).items():
         path = layer_plot_path(out_md, group)
@@ -188,9 +195,10 @@ def write_leaderboard(
 
 def load_run_records(run_dir: str | Path) -> list[dict[str, Any]]:
     """The records of the run in `run_dir`: those of the grid in its `config.yaml` (as
-    `pai-bench run` reports them), so records left by an earlier protocol stay out. With no
-    usable config.yaml, or none of its keys present (e.g. records of an older pai-bench), all
-    records, said on stderr."""
+    `pai-bench run` reports them), so records left by an earlier protocol stay out, and a
+    `missing` placeholder for each trial of the grid with no record, so it counts as not done.
+    With no usable config.yaml, or none of its keys present (e.g. records of an older
+    pai-bench), all records, said on stderr."""
     from pai_bench.store import ResultStore
 
     store = ResultStore(run_dir)
@@ -204,14 +212,13 @@ def load_run_records(run_dir: str | Path) -> list[dict[str, Any]]:
         return records
     try:
         from pai_bench.config import load_config
-        from pai_bench.runner.grid import expand_grid
+        from pai_bench.runner.report_scope import report_records
 
-        keys = {spec.key for spec in expand_grid(load_config(str(config_path)))}
+        selected = report_records(load_config(str(config_path)), store)
     except UserError as error:
         print(f"pai-bench: note: {config_path} does not load ({error}); using every record in {store.trials}", file=sys.stderr)
         return records
-    selected = [r for r in records if r["key"] in keys]
-    if not selected:
+    if all(record["status"] == "missing" for record in selected):
         print(f"pai-bench: note: no record matches {config_path}; using every record in {store.trials}", file=sys.stderr)
         return records
     return selected
@@ -423,7 +430,7 @@ def _ranking_section(analysis: Analysis) -> list[str]:
     ranking = analysis.ranking
     if not ranking.methods:
         return []
-    lines = ["## Across cells", ""]
+    lines = ["## Across columns", ""]
     if ranking.cells:
         frame = pd.DataFrame(
             {
@@ -443,8 +450,8 @@ def _ranking_section(analysis: Analysis) -> list[str]:
             f"it can give is {_p(ranking.friedman_floor)})"
         )
     lines += [
-        f"Over the {_plural(ranking.cells, 'cell')} (model, dataset, sparsity) that hold all {len(ranking.methods)} methods: "
-        f"rank 1 is the best mean of a cell (ties share their mean rank); the interquartile mean (IQM, the mean of the "
+        f"Over the {_plural(ranking.cells, 'table column')} (one model, dataset and sparsity each; a suite's cells are its tables) that hold all {len(ranking.methods)} methods: "
+        f"rank 1 is the best mean of a column (ties share their mean rank); the interquartile mean (IQM, the mean of the "
         f"middle 50 % of per-seed scores, as rliable) is of accuracy as a percentage of {ranking.normalised_by}. "
         f"{friedman}.",
         "",
@@ -577,9 +584,10 @@ def _versions(records) -> str:
 # --- the plot -------------------------------------------------------------------------------
 
 
-def plot_leaderboard(analysis: Analysis, path: str | Path) -> Path:
+def plot_leaderboard(analysis: Analysis, path: str | Path, title: str | None = None) -> Path:
     """Accuracy against remaining weights (log scale, sparsity growing to the right), error
-    bars one std over seeds; one panel per (suite, model, dataset); dense as a band."""
+    bars one std over seeds; one panel per (suite, model, dataset); dense as a band; `title`
+    over the panels, as over the Markdown page."""
     from matplotlib.figure import Figure as MplFigure  # no pyplot: no global backend state, Agg canvas
     from matplotlib.ticker import NullFormatter
 
@@ -618,6 +626,8 @@ def plot_leaderboard(analysis: Analysis, path: str | Path) -> Path:
             ax.legend(fontsize="small")
     for ax in axes[len(groups):]:
         ax.set_visible(False)
+    if title:
+        figure.suptitle(title)
     path = Path(path)
     figure.savefig(path, dpi=120, metadata={"Software": None})
     return path

@@ -11,9 +11,8 @@ import sys
 import textwrap
 from dataclasses import fields
 
-import yaml
 
-from pai_bench.config import list_suites, suite_path
+from pai_bench.config import list_suites, read_suite_file, suite_path
 from pai_bench.plugins import list_methods, method_class, resolve_options
 
 #: Width the descriptions wrap to, and the indent of every line after a name.
@@ -43,8 +42,7 @@ def method_description(name: str) -> str:
 
 
 def _suite_description(name: str) -> str:
-    text = yaml.safe_load(suite_path(name).read_text()) or {}
-    return text.get("description") or "(no description)"
+    return read_suite_file(suite_path(name)).get("description") or "(no description)"
 
 
 def _block(name: str, paragraphs: list[str]) -> str:

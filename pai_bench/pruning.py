@@ -107,6 +107,15 @@ def kept_count(total: int, sparsity: float) -> int:
     return int(round((1.0 - sparsity) * total))
 
 
+def check_kept(total: int, sparsity: float, model: str = "the model") -> None:
+    """A sparsity that keeps no weight leaves a network that outputs a constant: bad input."""
+    if sparsity > 0 and kept_count(total, sparsity) == 0:
+        raise UserError(
+            f"sparsity {sparsity:.10g} keeps round((1 - s) * N) = 0 of the N = {total:,} prunable weights of {model}; "
+            f"the largest sparsity that keeps one is {1 - 1 / total:.10g}"
+        )
+
+
 def schedule(total: int, sparsity: float, rounds: int) -> list[int]:
     """Kept counts after each round: density_r = d ** ((r + 1) / rounds), the last exact."""
     density = 1.0 - sparsity
@@ -239,6 +248,7 @@ def compute_masks(
         return masks, None
     sizes = {name: p.numel() for name, p in params.items()}
     total = sum(sizes.values())
+    check_kept(total, sparsity, type(model).__name__)
     rounds = method.rounds()
     if rounds < 1:
         raise UserError(f"{method.name}.rounds={rounds} must be at least 1")
@@ -312,6 +322,11 @@ def prune(
         )
     if isinstance(method, ArchitectureMethod) and invert:
         raise UserError(f"invert does not apply to {method.name!r}: it builds a new model and scores no weights")
+    if data is None or isinstance(data, (str, bytes)) or not isinstance(data, Iterable):
+        raise UserError(
+            f"prune({method.name!r}) got data={data!r}: pass the pruning data, an iterable of (inputs, targets) "
+            "batches, e.g. [(x, y)] (data-free methods ignore it; an empty list will do for them)"
+        )
     device = _device_of(model)
     batches = [(x.to(device), y.to(device)) for x, y in data]
     started = time.perf_counter()

@@ -79,7 +79,10 @@ def _summary_table(frame: pd.DataFrame) -> str:
     rows = [row_label(m, a if isinstance(a, str) else None) for m, a in zip(frame["method"], ablation)]
     for (method, sparsity), group in frame.groupby([pd.Series(rows, index=frame.index, name="method"), "sparsity"], sort=True):
         done = group[group["status"] == "done"]["test_acc"].astype(float)
-        text = f"{done.mean():.2f} ± {done.std(ddof=1) if len(done) > 1 else 0.0:.2f} (n={len(done)})" if len(done) else "–"
+        if len(done) > 1:
+            text = f"{done.mean():.2f} ± {done.std(ddof=1):.2f} (n={len(done)})"
+        else:  # one seed has no spread to show: "± 0.00" would claim one
+            text = f"{done.iloc[0]:.2f} (n=1)" if len(done) else "–"
         others = group[group["status"] != "done"]["status"].value_counts()
         if len(others):
             text += " " + ", ".join(f"{count} {status}" for status, count in others.items())

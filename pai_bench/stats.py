@@ -5,7 +5,7 @@ method, e.g. SNIP with its masks shuffled, is a row of its own). Per cell: mean,
 confidence intervals of each row's test accuracy over seeds; the best row; every other row
 tested against it (paired by seed when both have the same seeds done, Welch's t-test
 otherwise), Holm-corrected within the cell; the probability of improvement of each pair.
-Across cells: mean rank, the interquartile mean of normalised accuracy, a Friedman test.
+Across table columns (model, dataset, sparsity; not a suite's cells): mean rank, the interquartile mean of normalised accuracy, a Friedman test.
 
 Everything is computed by scipy.stats and statsmodels; this module only decides which test
 applies and refuses to give a p-value where none can exist (fewer than two seeds, or values

@@ -63,6 +63,12 @@ class ResultStore:
                 yield _load(path)
 
 
+#: Corrupt records already reported by this process, with the size and time they had: a run
+#: reads a record several times (what to run, the progress, the reports), and a problem is
+#: said once, before the progress bar, not once per read.
+_reported: set[tuple[str, int, int]] = set()
+
+
 def _load(path: Path) -> dict[str, Any] | None:
     try:
         record = json.loads(path.read_text())
@@ -70,8 +76,20 @@ def _load(path: Path) -> dict[str, Any] | None:
             raise ValueError("not a trial record")
         return record
     except (OSError, ValueError) as error:
-        print(f"warning: corrupt record {path} ({error}); its trial will run again", file=sys.stderr)
+        _report_corrupt(path, error)
         return None
+
+
+def _report_corrupt(path: Path, error: Exception) -> None:
+    try:
+        stat = path.stat()
+        identity = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    except OSError:
+        identity = (str(path), -1, -1)
+    if identity in _reported:
+        return
+    _reported.add(identity)
+    print(f"warning: corrupt record {path} ({error}); its trial will run again", file=sys.stderr)
 
 
 def _jsonable(value: Any) -> Any:

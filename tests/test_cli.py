@@ -55,22 +55,31 @@ class Broken(ScoreMethod):
         raise RuntimeError("scores exploded")
 
 
-def run_with_plugin(name: str, method: type, out: Path, monkeypatch) -> dict[str, dict]:
-    """`pai-bench run` with `name` registered for this test only, beside magnitude; the
+def run_with_plugin(name: str, method: type, out: Path, monkeypatch, methods: str = "magnitude", exit_code: int = 0) -> dict[str, dict]:
+    """`pai-bench run` with `name` registered for this test only, beside `methods`; the
     records by method and sparsity."""
     plugins.load_plugins()  # first, or the built-ins would load into the copy and leave with it
     monkeypatch.setattr(plugins.METHODS, "_entries", dict(plugins.METHODS._entries))
     plugins.register_method(name)(method)
-    assert main(["run", *FAST, "seeds=1", f"methods=[{name},magnitude]", f"out={out}", "--no-progress"]) == 0
+    methods = f"{name},{methods}" if methods else name
+    assert main(["run", *FAST, "seeds=1", f"methods=[{methods}]", f"out={out}", "--no-progress"]) == exit_code
     return {r["method"] + str(r["sparsity"]): r for r in ResultStore(out).records()}
 
 
-def test_a_failing_trial_is_recorded_and_the_suite_goes_on(tmp_path, monkeypatch, capsys):
-    records = run_with_plugin("broken", Broken, tmp_path / "b", monkeypatch)
+def test_a_failing_trial_is_recorded_the_suite_goes_on_and_the_exit_code_says_so(tmp_path, monkeypatch, capsys):
+    records = run_with_plugin("broken", Broken, tmp_path / "b", monkeypatch, exit_code=1)
     assert records["broken0.5"]["status"] == "failed"
     assert "scores exploded" in records["broken0.5"]["error"]
     assert records["magnitude0.9"]["status"] == "done"
-    assert "2 failed" in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert "2 failed" in captured.out
+    assert f"pai-bench: 2 of 4 trials failed; their reasons are in their records (`pai-bench results {tmp_path / 'b'}`" in captured.err
+
+
+def test_a_run_whose_every_trial_fails_exits_1(tmp_path, monkeypatch, capsys):
+    records = run_with_plugin("broken", Broken, tmp_path / "b", monkeypatch, methods="", exit_code=1)
+    assert {r["status"] for r in records.values()} == {"failed"} and len(records) == 2
+    assert "2 of 2 trials failed" in capsys.readouterr().err
 
 
 class Flat(ScoreMethod):
@@ -95,18 +104,36 @@ def test_warnings_while_pruning_reach_the_record_the_leaderboard_and_the_user(tm
     assert "Kept weights chosen by the tie-break" in leaderboard
 
 
-def test_corrupt_record_is_rerun(tmp_path, capsys):
+def test_corrupt_record_is_rerun_and_said_once(tmp_path, capsys):
     out = tmp_path / "c"
-    args = ["run", *FAST, "seeds=1", "sparsities=[0.5]", "methods=[magnitude]", f"out={out}", "--no-progress"]
-    assert main(args) == 0
+    args = ["run", *FAST, "seeds=1", "sparsities=[0.5]", "methods=[magnitude]", f"out={out}"]
+    assert main([*args, "--no-progress"]) == 0
     store = ResultStore(out)
     [record] = store.records()
     store.path(record["key"]).write_text("{not json")
-    assert main(args) == 0
+    capsys.readouterr()
+    assert main(args) == 0  # with the progress bar: the warning comes before it, once
     captured = capsys.readouterr()
-    assert "corrupt record" in captured.err
+    assert captured.err.count("corrupt record") == 1
+    assert captured.err.index("corrupt record") < captured.err.index("trial/s")  # before the bar
     assert "1 trials" in captured.out and "1 done" in captured.out
     assert store.read(record["key"])["status"] == "done"
+
+
+def test_flags_may_come_anywhere_among_the_overrides(tmp_path, capsys):
+    out = tmp_path / "n"
+    assert main(["run", "suite=quickstart", "--no-progress", "train.epochs=1", "data.subset=100", "seeds=1", "methods=[magnitude]", "sparsities=[0.5]", f"out={out}"]) == 0
+    assert "1 done" in capsys.readouterr().out
+    assert ResultStore(out).records()[0]["config"]["train"]["epochs"] == 1
+    result = run_cli("run", "suite=quickstart", "--no-such-flag", "train.epochs=1")
+    assert result.returncode == 2 and "unrecognized arguments: --no-such-flag" in result.stderr
+
+
+def test_one_seed_shows_no_spread_in_results_md(tmp_path):
+    out = tmp_path / "one"
+    assert main(["run", *FAST, "seeds=1", "sparsities=[0.5]", "methods=[magnitude]", f"out={out}", "--no-progress"]) == 0
+    summary = (out / "results.md").read_text()
+    assert "(n=1)" in summary and "±" not in summary.split("|", 3)[-1]
 
 
 @pytest.mark.parametrize("fmt", ["csv", "md", "json"])
@@ -156,6 +183,11 @@ def test_list_and_show(capsys):
         (["results", "/nonexistent/run"], "no trial records in /nonexistent/run"),
         (["results", ".", "--format", "xml"], "unknown format 'xml'; valid choices: csv, json, md"),
         (["run", "suite=quickstart", "data.name=cifar10", "data.download=false", "data.root=/nonexistent/cifar"], "cifar-10-python.tar.gz"),
+        (["run", "suite=quickstart", "sparsities=0.9"], "sparsities=0.9: a list is expected, e.g. sparsities=[0.9]"),
+        (["run", "suite=quickstart", "train.lr=-1"], "train.lr=-1.0: expected a positive learning rate"),
+        (["run", "suite=quickstart", "methods=[magnitude]", "sparsities=[0.9999999]"], "sparsity 0.9999999 keeps round((1 - s) * N) = 0 of the N = 24,112"),
+        (["run", "suite=quickstart", "out=/proc/pai-bench-out"], "cannot create out=/proc/pai-bench-out"),
+        (["run", "suite=quickstart", f"out={__file__}"], "is a file, not a folder"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(args, fragment):
@@ -190,11 +222,20 @@ def test_leaderboard_writes_markdown_and_plot(tmp_path, capsys):
     assert out.with_suffix(".png").stat().st_size > 0
 
 
-def test_leaderboard_defaults_to_leaderboard_slash_suite(tmp_path, monkeypatch, capsys):
+def test_leaderboard_defaults_to_the_run_folder_not_the_working_directory(tmp_path, monkeypatch, capsys):
     run = leaderboard_run(tmp_path)
     monkeypatch.chdir(tmp_path)
     assert main(["leaderboard", str(run)]) == 0
-    assert (tmp_path / "leaderboard" / "toy.md").is_file() and (tmp_path / "leaderboard" / "toy.png").is_file()
+    assert (run / "leaderboard.md").is_file() and (run / "leaderboard.png").is_file()
+    assert not (tmp_path / "leaderboard").exists()
+
+
+def test_leaderboard_title_reaches_the_plot(tmp_path):
+    run = leaderboard_run(tmp_path)
+    assert main(["leaderboard", str(run), f"out={tmp_path / 'plain.md'}"]) == 0
+    assert main(["leaderboard", str(run), f"out={tmp_path / 'titled.md'}", "title=CIFAR-10, ResNet-20"]) == 0
+    plain, titled = (tmp_path / "plain.png").read_bytes(), (tmp_path / "titled.png").read_bytes()
+    assert plain != titled
 
 
 @pytest.mark.parametrize(
@@ -211,3 +252,12 @@ def test_leaderboard_bad_input_is_one_line_and_exit_2(args, fragment):
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and fragment in lines[0]
+
+
+def test_leaderboard_into_a_folder_it_cannot_write_is_one_line_and_exit_2(tmp_path):
+    run = leaderboard_run(tmp_path)
+    result = run_cli("leaderboard", str(run), "out=/proc/pai-bench/x.md")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    [line] = result.stderr.strip().splitlines()
+    assert "cannot write the leaderboard /proc/pai-bench/x.md" in line
+
