@@ -446,7 +446,7 @@ def _ranking_section(analysis: Analysis) -> list[str]:
         friedman = f"Friedman test: not testable ({ranking.reason})"
     if ranking.friedman_floor is not None:
         friedman += (
-            f" (chi-square approximation; with {ranking.cells} cells and {len(ranking.methods)} methods the smallest p "
+            f" (chi-square approximation; with {ranking.cells} columns and {len(ranking.methods)} methods the smallest p "
             f"it can give is {_p(ranking.friedman_floor)})"
         )
     lines += [

@@ -50,6 +50,60 @@ def test_bad_config_is_a_one_line_user_error(overrides, message):
     assert_config_error("quickstart", overrides, message)
 
 
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("train.lr=-1", r"train.lr=-1.0: expected a positive learning rate"),
+        ("train.lr=0", r"train.lr=0.0: expected a positive learning rate"),
+        ("train.lr=nan", r"train.lr=nan: expected a positive learning rate"),
+        ("train.lr=inf", r"train.lr=inf: expected a positive learning rate"),
+        ("train.batch_size=0", r"train.batch_size=0: expected a positive number of examples"),
+        ("train.eval_batch_size=0", r"train.eval_batch_size=0: expected a positive number"),
+        ("train.weight_decay=-1", r"train.weight_decay=-1.0: expected 0 or a positive weight decay"),
+        ("train.momentum=1.5", r"train.momentum=1.5: expected a momentum in \[0, 1\)"),
+        ("train.gamma=0", r"train.gamma=0.0: expected a positive learning-rate factor"),
+        ("train.milestones=[-5]", r"an epoch cannot be negative"),
+        ("data.subset=-3", r"data.subset=-3: must be a positive number"),
+        ("data.input_size=0", r"data.input_size=0: must be a positive number"),
+        ("data.prune_per_class=0", r"data.prune_per_class=0: the pruning split needs at least one example per class"),
+        ("data.padding=-1", r"data.padding=-1: crop padding cannot be negative"),
+        ("data.augment=cutmix", r"unknown data.augment 'cutmix'; valid choices: crop-flip, none, rrc-flip"),
+        ("train.device=tpu", r"train.device='tpu' is not a device; valid choices: auto, cpu, cuda, cuda:N"),
+        ("sparsities=0.9", r"sparsities=0.9: a list is expected, e.g. sparsities=\[0.9\]"),
+        ("train.milestones=80", r"train.milestones=80: a list is expected"),
+    ],
+)
+def test_values_no_trial_could_train_with_are_rejected_before_any_trial(override, message):
+    assert_config_error("quickstart", [override], message)
+
+
+@pytest.mark.parametrize("device", ["auto", "cpu", "cuda", "cuda:1", "mps"])
+def test_real_devices_pass(device):
+    assert load_config("quickstart", [f"train.device={device}"]).train.device == device
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"methods: [dense\n", r"is not valid YAML \(line 2, column 1\)"),
+        (b"\xff\xfemethods: [dense]\n", r"is not UTF-8 text"),
+        (b"", r"is empty; a suite sets at least its methods"),
+        (b"# only a comment\n", r"is empty"),
+        (b"- dense\n- snip\n", r"must hold a mapping of settings, not list"),
+    ],
+)
+def test_a_suite_file_that_is_not_a_yaml_mapping_is_one_line(tmp_path, content, message):
+    path = tmp_path / "mine.yaml"
+    path.write_bytes(content)
+    assert_config_error(str(path), [], message)
+
+
+def test_a_suite_path_that_is_a_folder_or_missing_says_so(tmp_path):
+    assert_config_error(str(tmp_path), [], r"is a folder; pass a suite YAML file or a built-in suite \(cifar10,")
+    assert_config_error(str(tmp_path / "missing.yaml"), [], r"suite file .*missing.yaml does not exist")
+    assert_config_error("runs/elsewhere", [], r"suite file runs/elsewhere does not exist")
+
+
 def test_unknown_suite_lists_the_suites():
     with pytest.raises(UserError, match=r"unknown suite 'cifar11'; valid choices: .*quickstart"):
         load_config("cifar11")

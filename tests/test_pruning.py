@@ -9,7 +9,7 @@ import pai_bench
 from pai_bench.errors import UserError
 from pai_bench.masks import prunable_parameters
 from pai_bench.method import ScoreMethod
-from pai_bench.pruning import TIE_BREAK_WARNING_SHARE, integer_budgets, kept_count, schedule, select, top_k, top_k_mask
+from pai_bench.pruning import TIE_BREAK_WARNING_SHARE, integer_budgets, kept_count, prune, schedule, select, top_k, top_k_mask
 
 
 def state_copy(model):
@@ -227,3 +227,17 @@ def test_excluded_layers_stay_dense(tiny_net, batches):
     result = pai_bench.prune(tiny_net, "magnitude", 0.9, batches, exclude=["fc.weight"])
     assert "fc.weight" not in result.masks
     assert torch.equal(result.model.fc.weight, tiny_net.fc.weight)
+
+
+@pytest.mark.parametrize("data", [None, 3, "batches"])
+def test_pruning_data_that_is_not_batches_is_a_user_error(tiny_net, data):
+    with pytest.raises(UserError, match=r"prune\('snip'\) got data=.*: pass the pruning data, an iterable of \(inputs, targets\) batches"):
+        prune(tiny_net, "snip", 0.9, data)
+
+
+def test_a_sparsity_that_keeps_no_weight_is_a_user_error(tiny_net, batches):
+    total = sum(p.numel() for name, p in tiny_net.named_parameters() if name.endswith("weight") and "bn" not in name)
+    prune(tiny_net, "magnitude", 1 - 1 / total, batches)  # one weight: a (tiny) network still
+    with pytest.raises(UserError, match=rf"keeps round\(\(1 - s\) \* N\) = 0 of the N = {total:,} prunable weights"):
+        prune(tiny_net, "magnitude", 1 - 0.4 / total, batches)
+

@@ -34,6 +34,18 @@ def test_corrupt_record_is_reported_and_not_final(tmp_path, capsys):
     assert "corrupt record" in capsys.readouterr().err
 
 
+def test_a_corrupt_record_is_reported_once_until_it_changes(tmp_path, capsys):
+    store = ResultStore(tmp_path)
+    store.path("bad").parent.mkdir(parents=True)
+    store.path("bad").write_text("{not json")
+    for _ in range(3):  # what to run, the progress, the reports: one warning
+        store.read("bad")
+        store.records()
+    assert capsys.readouterr().err.count("corrupt record") == 1
+    store.path("bad").write_text("{still not json, longer")
+    store.read("bad")
+    assert capsys.readouterr().err.count("corrupt record") == 1
+
 
 def test_a_killed_write_is_not_a_record(tmp_path):
     store = ResultStore(tmp_path)

@@ -1,0 +1,51 @@
+"""The reports of a results folder cover every trial of its protocol, not the last command's."""
+
+from __future__ import annotations
+
+from quick_trials import SMALL
+
+from pai_bench.config import load_config
+from pai_bench.leaderboard import load_run_records
+from pai_bench.runner import run_suite
+from pai_bench.runner.report_scope import PREVIOUS_CONFIG_FILE
+from pai_bench.store import ResultStore
+
+
+def run(out, *overrides: str):
+    return run_suite(load_config("quickstart", [*SMALL[1:], f"out={out}", *overrides]), progress=False)
+
+
+def test_a_run_over_a_subset_adds_to_the_reports_instead_of_narrowing_them(tmp_path):
+    run(tmp_path, "methods=[random]")
+    summary = run(tmp_path, "methods=[magnitude]")
+    assert summary.trials == 1 and summary.reported == 2 and summary.replaced == 0
+    results = (tmp_path / "results.md").read_text()
+    assert "| random " in results and "| magnitude " in results
+    leaderboard = (tmp_path / "leaderboard.md").read_text()
+    assert "| random " in leaderboard and "| magnitude " in leaderboard
+    config = load_config(str(tmp_path / "config.yaml"))
+    assert config.methods == ["random", "magnitude"]
+    assert {r["method"] for r in load_run_records(tmp_path)} == {"random", "magnitude"}
+
+
+def test_trials_of_the_widened_grid_with_no_record_count_as_missing(tmp_path):
+    run(tmp_path, "methods=[random]")
+    run(tmp_path, "methods=[magnitude]", "sparsities=[0.9]")
+    records = load_run_records(tmp_path)
+    missing = sorted((r["method"], r["sparsity"]) for r in records if r["status"] == "missing")
+    assert missing == [("magnitude", 0.5), ("random", 0.9)]
+    assert "1 missing" in (tmp_path / "results.md").read_text()
+    details = (tmp_path / "leaderboard.md").read_text()
+    assert "| 1 missing " in details or "1 missing |" in details
+
+
+def test_another_protocol_replaces_the_grid_and_says_how_to_get_it_back(tmp_path):
+    run(tmp_path, "methods=[random]")
+    first = (tmp_path / "config.yaml").read_text()
+    summary = run(tmp_path, "methods=[magnitude]", "train.epochs=2")
+    assert summary.replaced == 1 and summary.previous_config == tmp_path / PREVIOUS_CONFIG_FILE
+    assert summary.previous_config.read_text() == first
+    assert "| random " not in (tmp_path / "results.md").read_text()
+    assert len(ResultStore(tmp_path).records()) == 2  # nothing deleted
+    again = run_suite(load_config(str(summary.previous_config), ["executor=local"]), progress=False)
+    assert again.counts == {"skipped": 1} and "| random " in (tmp_path / "results.md").read_text()
