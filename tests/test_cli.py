@@ -261,3 +261,18 @@ def test_leaderboard_into_a_folder_it_cannot_write_is_one_line_and_exit_2(tmp_pa
     [line] = result.stderr.strip().splitlines()
     assert "cannot write the leaderboard /proc/pai-bench/x.md" in line
 
+
+def test_a_second_run_on_an_out_in_use_is_refused_before_it_runs_anything(tmp_path):
+    from tests.runner.test_lock import hold_in_another_process
+
+    holder = hold_in_another_process(tmp_path)
+    try:
+        result = run_cli("run", *FAST, "methods=[magnitude]", f"out={tmp_path}")
+    finally:
+        holder.kill()
+        holder.wait()
+    assert result.returncode == 2
+    [line] = result.stderr.strip().splitlines()
+    assert f"is in use by another pai-bench run (pid {holder.pid} on " in line
+    assert not (tmp_path / "trials").exists()
+

@@ -73,3 +73,27 @@ def test_suites_are_listed_with_their_description():
 @pytest.mark.parametrize("listing", [methods_listing, suites_listing])
 def test_lines_wrap_to_the_width(listing):
     assert max(len(line) for line in listing().splitlines()) <= WIDTH
+
+
+def test_readme_method_table_lists_every_built_in_method_and_option():
+    """The table users read first must not fall behind `pai-bench list methods`."""
+    import re
+    from dataclasses import fields
+    from pathlib import Path
+
+    from pai_bench.plugins import list_methods, method_class
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    rows = {}
+    for line in readme.splitlines():
+        cells = re.split(r"(?<!\\)\|", line)  # a cell's own pipes are escaped: \|
+        if len(cells) == 5 and re.fullmatch(r" `[\w-]+` ", cells[1]):
+            rows[cells[1].strip(" `")] = cells[3]
+    for name in list_methods():
+        cls = method_class(name)
+        if not cls.__module__.startswith("pai_bench.methods"):
+            continue  # a third-party plugin installed here
+        assert name in rows, f"README's method table has no row for {name}"
+        for option in fields(cls.Options):
+            assert f"`{option.name}`" in rows[name], f"README's row for {name} misses its option {option.name}"
+
