@@ -100,16 +100,18 @@ def main() -> None:
         report[name] = run_engine(args, name)
         if args.out:  # after each run: a call stopped at its time limit keeps the first
             Path(args.out).write_text(json.dumps(report, indent=2))
-    if len(args.engines) == 1:
-        return
-    report["comparison"] = compare(report["fast"], report["fp32"])
-    for name in ("fast", "fp32"):
+    for name in args.engines:
         run = report[name]
         seeds = ", ".join(f"{acc:.2f}" for _, acc in sorted(run["accuracy"].items()))
         epoch = "-" if run["median_epoch_s"] is None else f"{run['median_epoch_s']:.2f} s"
         print(f"{name:5} engine {','.join(run['engine']):10} test acc by seed: {seeds:20} median epoch {epoch}, wall {run['wall_s']:.0f} s")
+        for reason in run["engine_fallbacks"]:
+            print(f"      trained eagerly, compiling failed: {reason}")
         for seed, error in run["failed"].items():
             print(f"      seed {seed} did not finish: {error}")
+    if len(args.engines) < 2:
+        return
+    report["comparison"] = compare(report["fast"], report["fp32"])
     gap = report["comparison"]["gap"]
     verdict = "within" if report["comparison"]["within_tolerance"] else "NOT within"
     print(f"fast - fp32 = {'n/a' if gap is None else f'{gap:+.2f}'} points: {verdict} {TOLERANCE} points")
