@@ -44,9 +44,10 @@ def made_images(count: int, size: int) -> ImageSet:
     return ImageSet(images, torch.arange(count) % 10)
 
 
-def train(settings: EngineSettings, augment: str, steps: int, batch: int, device: torch.device, epochs: int = 2) -> tuple[dict[str, torch.Tensor], float]:
+def train(settings: EngineSettings, augment: str, steps: int, batch: int, device: torch.device, epochs: int = 2) -> tuple[dict[str, torch.Tensor], float, str | None]:
     """Weights after `epochs` epochs of `steps` full batches and a short one (an epoch's last),
-    evaluating after them, and the seconds it took."""
+    evaluating after them, the seconds it took, and why the engine fell back to eager if it did
+    (then the compiled figures are the eager step's)."""
     model = pai_bench.build_model("resnet20", num_classes=10, seed=0).to(device)
     masks = pai_bench.prune(model, "random", 0.9, [], seed=0).masks
     images = made_images(batch * steps + (batch // 2 if epochs > 1 else 0), 32)
@@ -60,7 +61,7 @@ def train(settings: EngineSettings, augment: str, steps: int, batch: int, device
         trainer.train_epoch(loader)
     trainer.evaluate(evaluation)
     seconds = time.perf_counter() - started
-    return {name: p.detach().float().cpu() for name, p in model.named_parameters()}, seconds
+    return {name: p.detach().float().cpu() for name, p in model.named_parameters()}, seconds, trainer.fallback
 
 
 def first_batch_gradients(settings: EngineSettings, augment: str, batch: int, device: torch.device) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
@@ -97,13 +98,14 @@ def check(device: torch.device, augment: str, steps: int, batch: int, settings: 
     the graph counts even if the gradient comparison did not finish."""
     torch._dynamo.reset()
     counters.clear()
-    _, compiled_s = train(settings, augment, steps, batch, device)
+    _, compiled_s, fallback = train(settings, augment, steps, batch, device)
     report |= {
         "augment": augment,
         "graph_breaks": dict(Counter(counters["graph_break"])),
         "unique_graphs": int(counters["stats"].get("unique_graphs", 0)),
         "cudagraph_skips": int(counters["inductor"].get("cudagraph_skips", 0)),
         "compiled_s": compiled_s,
+        "engine_fallback": fallback,
     }
     save()
     report["eager_s"] = train(replace(settings, compile=False), augment, steps, batch, device)[1]

@@ -18,4 +18,4 @@ if [ -d .gpu/wheels ] && ! "$python" -c "import omegaconf, tqdm, statsmodels" 2>
   export PYTHONPATH="/tmp/site${PYTHONPATH:+:$PYTHONPATH}"
 fi
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
-exec "$python" benchmarks/gpu_check.py --started-at "$started" --out "${OUT:-gpu-out}" "$@"
+exec "$python" benchmarks/gpu_check.py --started-at "$started" "$@"   # --out: $OUT, else ./gpu-out

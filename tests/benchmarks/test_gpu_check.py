@@ -112,9 +112,16 @@ def test_targets_say_met_missed_by_how_much_or_not_measured():
     assert verdicts["engines within"]["verdict"] == "met" and "gap -0.30" in verdicts["engines within"]["figure"]
     assert verdicts["PX 100"]["verdict"] == "missed by 1.00 s"
     assert verdicts["compiled crop-flip"]["verdict"].startswith("missed")
+    assert verdicts["the engine"]["verdict"] == "met"
+
+    figures["throughput"]["single"]["engine_fallback"] = "BackendCompilerFailed: GPUTooOldForTriton: ..."
+    figures["engine_accuracy"]["fast"]["engine_fallbacks"] = ["BackendCompilerFailed: GPUTooOldForTriton: ..."]
+    fallback = next(row for row in evaluate_targets(figures) if row["target"].startswith("the engine"))
+    assert fallback["verdict"].startswith("missed") and "throughput single: BackendCompilerFailed" in fallback["figure"]
+    assert "engine_accuracy: BackendCompilerFailed" in fallback["figure"]
 
     empty = evaluate_targets({"throughput": None, "engine_accuracy": None, "prune_speed": {"results": [{"method": "px:rounds=2", "rounds": 2, "seconds": 1.0}]}, "compile_check": None})
-    assert [row["verdict"] for row in empty] == ["not measured"] * 4 + ["not measured at 100 rounds"]
+    assert [row["verdict"] for row in empty] == ["not measured"] * 4 + ["not measured at 100 rounds", "not measured"]
 
 
 def _jpeg(seed: int) -> bytes:
