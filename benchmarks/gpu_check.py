@@ -91,7 +91,7 @@ def gpu_sizes() -> Sizes:
         prune_methods=["px", "px:variant=uniform", "synflow", "snip", "grasp"],
         prune=["--repeats", "2"],
         accuracy_set=[],
-        budgets={"compile_check": 130, "throughput": 200, "prune_speed": 50},
+        budgets={"compile_check": 130, "throughput": 180, "prune_speed": 45},
         minimums={"compile_check": 60, "throughput": 60, "prune_speed": 20, "engine_accuracy": 90},
         total_s=540,
         max_epochs=10,
@@ -308,8 +308,9 @@ def plan_epochs(
         rates["fast"] = rates["fp32"]
     # an evaluation pass costs about a third of a training pass per image
     epoch_s = {engine: (train_images + test_images / 3) / rates[engine] for engine in ("fast", "fp32")}
-    # the suite's run compiles more graphs than (b) warmed up (its short last batch, evaluation)
-    compile_s = 2 * rates["warmup_s"] + (seeds - 1) * RETRACE_S if compiles else 0.0
+    # the suite's run compiles more graphs than (b) warmed up (its short last batch, evaluation),
+    # though (b) left its training graphs in inductor's cache
+    compile_s = 1.5 * rates["warmup_s"] + (seeds - 1) * RETRACE_S if compiles else 0.0
     fixed_s = {"fast": START_S + compile_s, "fp32": START_S}
     fitting = [
         epochs
