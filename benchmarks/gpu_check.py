@@ -186,23 +186,18 @@ def run_processes(commands: list[list[str]], logs: list[Path], timeout: float) -
 
 
 def _stop(process: subprocess.Popen) -> None:
-    """SIGTERM to the process's group (a step's worker processes too), SIGKILL if it lingers."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        if process.poll() is not None:
-            break
-        try:
-            os.killpg(process.pid, sig)
-        except ProcessLookupError:
-            break
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            continue
-    # workers of a step may outlive its main process: end the rest of its group
+    """SIGTERM to the step's process group (its worker processes too), then SIGKILL to whatever
+    of the group is left after 5 s."""
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=5)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        pass
     try:
         os.killpg(process.pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
+    process.wait()
 
 
 def run_step(check: Check, name: str, commands: list[list[str]], budget: float, minimum: float, log_names: list[str] | None = None) -> str:
