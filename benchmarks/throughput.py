@@ -8,16 +8,24 @@ per trial <= 2 GB):
     `--workers` workers, fp32, a host sync per step for the running accuracy;
 (b) pai-bench's fast engine, one trial: data resident on the device, augmentation inside the
     compiled step, bf16 and channels_last, CUDA graphs;
-(c) `--packed` trials of (b) side by side, each its own process (as Ray packs them);
+(c) `--packed` trials of (b) side by side, each its own process (as Ray packs them), for each
+    count given (4 and 8 by default);
 (d) `--stacked` trials in one process as one vmapped step (`stacked.py`, a prototype that the
-    executor does not use yet: this measures whether it would pay).
+    executor does not use yet: this measures whether it would pay);
+(e) pai-bench's fp32 loop (`train.fast=false`) on the same device-resident data: what the
+    reference path costs where the engine is checked against it.
 
-Prints images/s and the ratios b/a and c/a, and writes JSON (`--out`). The batch is the
-protocol's 128 throughout: speed must not change the protocol.
+Prints images/s and the ratios to (a), and writes JSON (`--out`) after each measurement. Peak
+memory per trial is torch's allocator's: `peak_memory_gb` allocated, `peak_reserved_gb` held
+(what packing trials on one GPU must fit; the CUDA context, about 0.5 GB a process, is neither).
+The batch is the protocol's 128: speed must not change the protocol (`--batch` only shrinks a
+rehearsal).
 
     python benchmarks/throughput.py --data cifar10 --out throughput.json      # GPU machine
     python benchmarks/throughput.py --data imagefolder --root /tmp/cifar10-jpeg   # the shared JPEGs
     python benchmarks/throughput.py --device cpu --data quickstart --steps 5 --packed 2 --workers 2   # smoke
+    python benchmarks/throughput.py --device cpu --data quickstart --steps 2 --batch 16 --workers 0 \
+        --packed 2 --stacked 2 --compile-backend aot_eager                # rehearsal of the compiled paths
 """
 
 from __future__ import annotations
@@ -27,7 +35,8 @@ import json
 import multiprocessing as mp
 import platform
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
+from itertools import islice
 
 import torch
 import torch.nn.functional as F
@@ -40,9 +49,8 @@ from pai_bench.config import TrainConfig
 from pai_bench.data import BatchLoader, load_dataset
 from pai_bench.engine import EngineSettings, FastTrainer
 from pai_bench.masks import prunable_parameters
+from pai_bench.training import ReferenceTrainer
 from stacked import StackedTrainer
-
-BATCH = 128
 
 
 class PILImages(torch.utils.data.Dataset):
@@ -60,7 +68,7 @@ class PILImages(torch.utils.data.Dataset):
         return self.transform(Image.fromarray(self.arrays[index])), self.labels[index]
 
 
-def reference_rate(dataset, device: torch.device, steps: int, workers: int) -> dict:
+def reference_rate(dataset, device: torch.device, steps: int, batch: int, workers: int) -> dict:
     transform = transforms.Compose(
         [
             transforms.RandomCrop(32, padding=4),
@@ -70,7 +78,7 @@ def reference_rate(dataset, device: torch.device, steps: int, workers: int) -> d
         ]
     )
     source = PILImages(dataset.train.images, dataset.train.labels, transform)
-    loader = DataLoader(source, batch_size=BATCH, shuffle=True, num_workers=workers, pin_memory=device.type == "cuda", drop_last=True, persistent_workers=workers > 0)
+    loader = DataLoader(source, batch_size=batch, shuffle=True, num_workers=workers, pin_memory=device.type == "cuda", drop_last=True, persistent_workers=workers > 0)
     model = pai_bench.build_model("resnet20", num_classes=dataset.num_classes, seed=0).to(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
     model.train()
@@ -93,28 +101,54 @@ def reference_rate(dataset, device: torch.device, steps: int, workers: int) -> d
 
     run(min(steps, 10))  # warm-up: workers started, cuDNN autotuned
     seconds = timed(lambda: run(steps), device)
-    return {"images_per_s": steps * BATCH / seconds, "ms_per_step": 1000 * seconds / steps, "steps": steps}
+    return {"images_per_s": steps * batch / seconds, "ms_per_step": 1000 * seconds / steps, "steps": steps}
 
 
-def engine_trainer(dataset, device: torch.device, settings: EngineSettings) -> tuple[FastTrainer, BatchLoader]:
+def engine_trainer(dataset, device: torch.device, batch: int, settings: EngineSettings) -> tuple[FastTrainer, BatchLoader]:
     model = pai_bench.build_model("resnet20", num_classes=dataset.num_classes, seed=0).to(device)
-    masks = {name: torch.ones_like(p, dtype=torch.bool) for name, p in prunable_parameters(model).items()}
-    loader = BatchLoader(dataset.train, batch_size=BATCH, mean=dataset.mean, std=dataset.std, augment="crop-flip", padding=4, shuffle=True, drop_last=True, seed=0, device=device)
-    return FastTrainer(model, masks, TrainConfig(), device, settings), loader
+    loader = BatchLoader(dataset.train, batch_size=batch, mean=dataset.mean, std=dataset.std, augment="crop-flip", padding=4, shuffle=True, drop_last=True, seed=0, device=device)
+    return FastTrainer(model, dense_masks(model), TrainConfig(), device, settings), loader
 
 
-def engine_rate(dataset, device: torch.device, steps: int, settings: EngineSettings) -> dict:
-    trainer, loader = engine_trainer(dataset, device, settings)
+def dense_masks(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {name: torch.ones_like(p, dtype=torch.bool) for name, p in prunable_parameters(model).items()}
+
+
+def engine_rate(dataset, device: torch.device, steps: int, batch: int, settings: EngineSettings) -> dict:
+    trainer, loader = engine_trainer(dataset, device, batch, settings)
     steps = min(steps, len(loader))
     limited = _Limited(loader, steps)
-    trainer.train_epoch(limited)  # warm-up: compilation, CUDA graph capture
+    warmup_s = timed(lambda: trainer.train_epoch(limited), device)  # compilation, CUDA graph capture
+    reset_peak_memory(device)
+    seconds = timed(lambda: trainer.train_epoch(limited), device)
+    result = {"images_per_s": steps * batch / seconds, "ms_per_step": 1000 * seconds / steps, "steps": steps, "warmup_s": warmup_s, "engine": trainer.engine}
+    if trainer.fallback:
+        result["engine_fallback"] = trainer.fallback
+    return result | peak_memory(device)
+
+
+def fp32_loop_rate(dataset, device: torch.device, steps: int, batch: int) -> dict:
+    """pai-bench's reference loop (`train.fast=false`) on the device-resident loader."""
+    model = pai_bench.build_model("resnet20", num_classes=dataset.num_classes, seed=0).to(device)
+    trainer = ReferenceTrainer(model, dense_masks(model), TrainConfig())
+    loader = BatchLoader(dataset.train, batch_size=batch, mean=dataset.mean, std=dataset.std, augment="crop-flip", padding=4, shuffle=True, drop_last=True, seed=0, device=device)
+    steps = min(steps, len(loader))
+    trainer.train_epoch(list(islice(iter(loader), min(steps, 10))))  # warm-up: cuDNN autotuned
+    seconds = timed(lambda: trainer.train_epoch(islice(iter(loader), steps)), device)
+    trainer.close()
+    return {"images_per_s": steps * batch / seconds, "ms_per_step": 1000 * seconds / steps, "steps": steps}
+
+
+def reset_peak_memory(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    seconds = timed(lambda: trainer.train_epoch(limited), device)
-    result = {"images_per_s": steps * BATCH / seconds, "ms_per_step": 1000 * seconds / steps, "steps": steps}
-    if device.type == "cuda":
-        result["peak_memory_gb"] = torch.cuda.max_memory_allocated(device) / 2**30
-    return result
+
+
+def peak_memory(device: torch.device) -> dict:
+    """The allocator's peaks since the last reset, in GB; nothing off a GPU."""
+    if device.type != "cuda":
+        return {}
+    return {"peak_memory_gb": torch.cuda.max_memory_allocated(device) / 2**30, "peak_reserved_gb": torch.cuda.max_memory_reserved(device) / 2**30}
 
 
 class _Limited:
@@ -140,50 +174,60 @@ def timed(function, device: torch.device) -> float:
     return time.perf_counter() - started
 
 
-def _packed_worker(data: str, root: str | None, device_name: str, steps: int, settings: dict, barrier, queue) -> None:
+def _packed_worker(data: str, root: str | None, device_name: str, steps: int, batch: int, settings: dict, barrier, queue) -> None:
     device = torch.device(device_name)
     dataset = load_dataset(data, root)
-    trainer, loader = engine_trainer(dataset, device, EngineSettings(**settings))
+    trainer, loader = engine_trainer(dataset, device, batch, EngineSettings(**settings))
     steps = min(steps, len(loader))
     limited = _Limited(loader, steps)
-    trainer.train_epoch(limited)
+    warmup_s = timed(lambda: trainer.train_epoch(limited), device)
+    reset_peak_memory(device)
     barrier.wait()  # every trial compiled and warm: measure only while all of them run
     started = time.perf_counter()
     seconds = timed(lambda: trainer.train_epoch(limited), device)
-    result = {"images_per_s": steps * BATCH / seconds, "started": started, "ended": started + seconds, "steps": steps}
-    queue.put(result)
+    result = {"images_per_s": steps * batch / seconds, "started": started, "ended": started + seconds, "steps": steps, "warmup_s": warmup_s, "engine": trainer.engine}
+    queue.put(result | peak_memory(device))
 
 
-def packed_rate(data: str, root: str | None, device: torch.device, steps: int, settings: EngineSettings, count: int) -> dict:
+def packed_rate(data: str, root: str | None, device: torch.device, steps: int, batch: int, settings: EngineSettings, count: int) -> dict:
     context = mp.get_context("spawn")
     barrier, queue = context.Barrier(count), context.Queue()
-    workers = [context.Process(target=_packed_worker, args=(data, root, str(device), steps, asdict(settings), barrier, queue)) for _ in range(count)]
+    workers = [context.Process(target=_packed_worker, args=(data, root, str(device), steps, batch, asdict(settings), barrier, queue)) for _ in range(count)]
     for worker in workers:
         worker.start()
     results = [queue.get(timeout=3600) for _ in workers]
     for worker in workers:
         worker.join()
     span = max(r["ended"] for r in results) - min(r["started"] for r in results)
-    images = sum(r["steps"] * BATCH for r in results)
-    return {"trials": count, "aggregate_images_per_s": images / span, "per_trial_images_per_s": [r["images_per_s"] for r in results]}
+    images = sum(r["steps"] * batch for r in results)
+    result = {
+        "trials": count,
+        "aggregate_images_per_s": images / span,
+        "per_trial_images_per_s": [r["images_per_s"] for r in results],
+        "warmup_s": [r["warmup_s"] for r in results],
+        "engines": sorted({r["engine"] for r in results}),
+    }
+    for key in ("peak_memory_gb", "peak_reserved_gb"):
+        if key in results[0]:
+            result[f"per_trial_{key}"] = [r[key] for r in results]
+    return result
 
 
-def stacked_rate(dataset, device: torch.device, steps: int, settings: EngineSettings, count: int) -> dict:
+def stacked_rate(dataset, device: torch.device, steps: int, batch: int, settings: EngineSettings, count: int) -> dict:
     models = [pai_bench.build_model("resnet20", num_classes=dataset.num_classes, seed=seed) for seed in range(count)]
-    masks = [{name: torch.ones_like(p, dtype=torch.bool) for name, p in prunable_parameters(model).items()} for model in models]
+    masks = [dense_masks(model) for model in models]
     trainer = StackedTrainer(models, masks, TrainConfig(), device, settings)
     loaders = [
-        _Limited(BatchLoader(dataset.train, batch_size=BATCH, mean=dataset.mean, std=dataset.std, augment="crop-flip", padding=4, shuffle=True, drop_last=True, seed=seed, device=device), steps)
+        _Limited(BatchLoader(dataset.train, batch_size=batch, mean=dataset.mean, std=dataset.std, augment="crop-flip", padding=4, shuffle=True, drop_last=True, seed=seed, device=device), steps)
         for seed in range(count)
     ]
     steps = min(steps, min(len(limited.loader) for limited in loaders))
-    trainer.train_epoch(loaders)  # warm-up: compilation, CUDA graph capture
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
+    warmup_s = timed(lambda: trainer.train_epoch(loaders), device)  # compilation, CUDA graph capture
+    reset_peak_memory(device)
     seconds = timed(lambda: trainer.train_epoch(loaders), device)
-    result = {"trials": count, "aggregate_images_per_s": count * steps * BATCH / seconds, "ms_per_step": 1000 * seconds / steps}
-    if device.type == "cuda":
-        result["peak_memory_gb"] = torch.cuda.max_memory_allocated(device) / 2**30
+    result = {"trials": count, "aggregate_images_per_s": count * steps * batch / seconds, "ms_per_step": 1000 * seconds / steps, "warmup_s": warmup_s}
+    memory = peak_memory(device)
+    result |= memory | {f"per_trial_{key}": value / count for key, value in memory.items()}
     return result
 
 
@@ -193,49 +237,55 @@ def main() -> None:
     parser.add_argument("--root", default=None, help="where the dataset's files are (default: its usual place)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--steps", type=int, default=300, help="timed steps per measurement")
+    parser.add_argument("--batch", type=int, default=128, help="the protocol's 128; smaller only to rehearse")
     parser.add_argument("--workers", type=int, default=8, help="DataLoader workers of the reference pipeline")
-    parser.add_argument("--packed", type=int, default=4, help="trials side by side in (c); 0 skips it")
+    parser.add_argument("--packed", type=int, nargs="*", default=[4, 8], help="trials side by side in (c), one measurement per count; none skips it")
     parser.add_argument("--stacked", type=int, default=8, help="trials stacked in one process in (d); 0 skips it")
+    parser.add_argument("--compile-backend", default=None, help="compile the engine with this torch.compile backend, on any device (aot_eager: a CPU rehearsal)")
     parser.add_argument("--out", default=None, help="write the figures as JSON here")
     args = parser.parse_args()
 
     device = torch.device(args.device)
     settings = EngineSettings.for_device(device)
+    if args.compile_backend:
+        settings = replace(settings, compile=True, compile_backend=args.compile_backend)
     dataset = load_dataset(args.data, args.root)
     report = {
         "date": time.strftime("%Y-%m-%d"),
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine(),
         "torch": torch.__version__,
         "data": args.data,
-        "batch": BATCH,
+        "batch": args.batch,
+        "steps": args.steps,
         "engine": asdict(settings),
     }
-    reference = None
 
-    def record(name: str, label: str, result: dict, rate_key: str) -> None:
+    def record(name: str, label: str, result: dict, rate_key: str, ratio: str | None = None) -> None:
         """Keep one measurement, print it, and write the JSON so far: a run stopped at a time
         limit keeps what it measured."""
         report[name] = result
         rate = result[rate_key]
-        ratio = f"   {label[1]}/a = {rate / reference:.2f}" if reference else ""
-        print(f"{label:17} {rate:10.0f} images/s{ratio}", flush=True)
-        if reference:
-            report.setdefault("ratios", {})[f"{label[1]}/a"] = rate / reference
+        line = f"{label:17} {rate:10.0f} images/s"
+        if ratio and "reference" in report:
+            report.setdefault("ratios", {})[ratio] = rate / report["reference"]["images_per_s"]
+            line += f"   {ratio} = {report['ratios'][ratio]:.2f}"
+        print(line, flush=True)
         if args.out:
             with open(args.out, "w") as handle:
                 json.dump(report, handle, indent=2)
 
-    record("reference", "(a) reference", reference_rate(dataset, device, args.steps, args.workers), "images_per_s")
-    reference = report["reference"]["images_per_s"]
-    record("single", "(b) pai-bench", engine_rate(dataset, device, args.steps, settings), "images_per_s")
-    if "peak_memory_gb" in report["single"]:
-        print(f"peak GPU memory of one trial: {report['single']['peak_memory_gb']:.2f} GB")
-    if args.packed:
-        packed = packed_rate(args.data, args.root, device, args.steps, settings, args.packed)
-        record("packed", f"(c) {args.packed} packed", packed, "aggregate_images_per_s")
+    record("reference", "(a) reference", reference_rate(dataset, device, args.steps, args.batch, args.workers), "images_per_s")
+    record("single", "(b) pai-bench", engine_rate(dataset, device, args.steps, args.batch, settings), "images_per_s", "b/a")
+    if "peak_reserved_gb" in report["single"]:
+        print(f"peak GPU memory of one trial: {report['single']['peak_memory_gb']:.2f} GB allocated, {report['single']['peak_reserved_gb']:.2f} GB reserved")
+    record("fp32_loop", "(e) fp32 loop", fp32_loop_rate(dataset, device, args.steps, args.batch), "images_per_s", "e/a")
+    for count in args.packed:
+        packed = packed_rate(args.data, args.root, device, args.steps, args.batch, settings, count)
+        record(f"packed_{count}", f"(c) {count} packed", packed, "aggregate_images_per_s", f"c{count}/a")
     if args.stacked:
-        stacked = stacked_rate(dataset, device, args.steps, settings, args.stacked)
-        record("stacked", f"(d) {args.stacked} stacked", stacked, "aggregate_images_per_s")
+        stacked = stacked_rate(dataset, device, args.steps, args.batch, settings, args.stacked)
+        record("stacked", f"(d) {args.stacked} stacked", stacked, "aggregate_images_per_s", f"d{args.stacked}/a")
+
 
 if __name__ == "__main__":
     main()

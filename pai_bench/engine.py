@@ -13,12 +13,19 @@ order and the same random draws, and the compiled step applies them with the loa
 fp32 loop in `pai_bench.training` stays as the reference this path is checked against
 (`train.fast=false`). Like the device, `fast` is not part of the trial key (it changes the
 arithmetic, not the protocol); each record's `engine` says which path trained it.
+
+Compiling can fail where the engine was never tried (an older GPU, a torch whose inductor or
+Triton does not work there). The trial then trains on the same engine eagerly (bf16 and
+channels_last kept, only the compilation dropped) and says why in `fallback`, rather than
+every trial of a suite failing on the machine's toolchain.
 """
 
 from __future__ import annotations
 
+import warnings
+from collections import Counter
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -26,6 +33,12 @@ from torch import nn
 
 from pai_bench.config import TrainConfig
 from pai_bench.data import BatchLoader
+
+
+#: Steps of each kind (loader, training or evaluation, batch shape) run with the state saved
+#: beforehand: the first compiles that kind's graphs, under CUDA graphs the second records
+#: them and the third is the first replay. A failure in one of them falls back to eager.
+SETTLING_STEPS = 3
 
 
 @dataclass(frozen=True)
@@ -55,9 +68,13 @@ class FastTrainer:
     Masked weights stay exactly zero the way `MaskEnforcer` keeps them (gradients masked
     before the optimizer, so momentum and weight decay see zeros; weights re-masked after it),
     but as two fused multiplies inside the compiled update instead of per-parameter hooks.
-    """
 
-    engine = "fast"
+    If a step fails while its kind is compiling (its first `SETTLING_STEPS` steps), the state
+    saved before it is put back and the step runs again eagerly, as does every later one:
+    `engine` becomes "fast-eager" and `fallback` holds the error's one-line reason. An error
+    that the eager step raises too is the trial's own, and propagates; so does running out of
+    GPU memory, which is about the trial's share of the GPU, not about compiling.
+    """
 
     def __init__(
         self,
@@ -70,6 +87,9 @@ class FastTrainer:
         self.model = model
         self.device = device
         self.settings = settings
+        self.engine = "fast"
+        self.fallback: str | None = None  # why the step runs eagerly, when compiling it failed
+        self._settled: Counter[tuple] = Counter()
         if settings.channels_last:
             model.to(memory_format=torch.channels_last)
         params = dict(model.named_parameters())
@@ -125,9 +145,8 @@ class FastTrainer:
         if self.settings.compile and self.device.type == "cuda":
             torch.compiler.cudagraph_mark_step_begin()
 
-    def _forward_for(self, loader: BatchLoader) -> Callable:
+    def _forward_for(self, prepare: Callable) -> Callable:
         """One compiled forward per loader, since each bakes its own augmentation in."""
-        prepare = loader.prepare
         if prepare not in self._compiled:
             self._compiled[prepare] = self._compile(lambda images, labels, draws: self._forward(prepare, images, labels, draws))
         return self._compiled[prepare]
@@ -144,22 +163,64 @@ class FastTrainer:
         return self._epoch(loader, update=False)
 
     def _epoch(self, loader: BatchLoader, update: bool) -> tuple[float, float]:
-        forward = self._forward_for(loader)
         loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
         correct = torch.zeros((), dtype=torch.int64, device=self.device)
         count = 0
         for images, labels, draws in loader.raw():
-            self._new_step()
-            loss, batch_correct = forward(images, labels, draws)
-            if update:
-                self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                with torch.no_grad():
-                    self._update()
+            loss, batch_correct = self._step(loader.prepare, images, labels, draws, update)
             loss_sum += loss.detach().double() * labels.numel()
             correct += batch_correct
             count += labels.numel()
         return float(loss_sum) / max(count, 1), 100.0 * int(correct) / max(count, 1)
+
+    def _step(self, prepare: Callable, images: torch.Tensor, labels: torch.Tensor, draws: tuple, update: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        kind = (prepare, update, tuple(images.shape))
+        if not self.settings.compile or self._settled[kind] >= SETTLING_STEPS:
+            return self._run_step(prepare, images, labels, draws, update)
+        saved = self._state()
+        try:
+            outputs = self._run_step(prepare, images, labels, draws, update)
+        except torch.cuda.OutOfMemoryError:
+            raise
+        except Exception as error:  # whatever compiling raised; a real bug raises again eagerly
+            self._fall_back(error, saved)
+            return self._run_step(prepare, images, labels, draws, update)
+        self._settled[kind] += 1
+        return outputs
+
+    def _run_step(self, prepare: Callable, images: torch.Tensor, labels: torch.Tensor, draws: tuple, update: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        self._new_step()
+        loss, correct = self._forward_for(prepare)(images, labels, draws)
+        if update:
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            with torch.no_grad():
+                self._update()
+        return loss, correct
+
+    def _state(self) -> tuple[dict[str, torch.Tensor], dict]:
+        """Weights, buffers and momenta as they are: a failed compiled step may have run its
+        forward (BatchNorm statistics moved) before its backward or update failed to compile."""
+        model = {name: value.detach().clone() for name, value in self.model.state_dict().items()}
+        optimizer = {
+            param: {key: value.clone() if isinstance(value, torch.Tensor) else value for key, value in state.items()}
+            for param, state in self.optimizer.state.items()
+        }
+        return model, optimizer
+
+    def _fall_back(self, error: Exception, saved: tuple[dict[str, torch.Tensor], dict]) -> None:
+        self.fallback = one_line_reason(error)
+        warnings.warn(f"compiling the fast engine's step failed; this trial trains on it eagerly: {self.fallback}", RuntimeWarning, stacklevel=2)
+        self.engine = "fast-eager"
+        self.settings = replace(self.settings, compile=False)
+        self._compiled.clear()
+        self._update = self._masked_update
+        model, optimizer = saved
+        with torch.no_grad():
+            self.model.load_state_dict(model)
+        self.optimizer.state.clear()
+        self.optimizer.state.update(optimizer)
+        self.optimizer.zero_grad(set_to_none=True)
 
     @property
     def lr(self) -> float:
@@ -168,3 +229,13 @@ class FastTrainer:
     def close(self) -> None:
         """Nothing to release: the masking lives inside the compiled update."""
 
+
+
+def one_line_reason(error: BaseException) -> str:
+    """The error's type and the first line of its message; for a backend that raised
+    (torch._dynamo's BackendCompilerFailed), the backend's own error, which says what broke."""
+    inner = getattr(error, "inner_exception", None)
+    cause = inner if isinstance(inner, BaseException) else error
+    lines = [line.strip() for line in str(cause).splitlines() if line.strip()]
+    text = f"{type(cause).__name__}: {lines[0]}" if lines else type(cause).__name__
+    return f"{type(error).__name__}: {text}" if cause is not error else text

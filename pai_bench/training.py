@@ -40,7 +40,8 @@ class Diverged(Exception):
 @dataclass
 class TrainResult:
     epochs: list[dict] = field(default_factory=list)
-    engine: str = "reference"  # which loop trained: "reference" (fp32) or "fast" (pai_bench.engine)
+    engine: str = "reference"  # which loop trained: "reference" (fp32), "fast" (pai_bench.engine) or "fast-eager"
+    engine_fallback: str | None = None  # why the fast engine ran eagerly: its compile error, in one line
 
     @property
     def final(self) -> dict:
@@ -125,6 +126,7 @@ class ReferenceTrainer:
     engine (`pai_bench.engine.FastTrainer`, same interface) is checked against it."""
 
     engine = "reference"
+    fallback = None  # what the fast engine sets when it could not compile
 
     def __init__(self, model: nn.Module, masks: Mapping[str, torch.Tensor], train_config: TrainConfig) -> None:
         self.model = model
@@ -204,6 +206,7 @@ def train(
                 on_epoch(metrics)
     finally:
         trainer.close()
+    result.engine, result.engine_fallback = trainer.engine, trainer.fallback
     return result
 
 

@@ -292,6 +292,8 @@ def _run(
         )
     record["timings"]["train_s"] = trained_before + time.perf_counter() - train_started
     record["engine"] = trained.engine
+    if trained.engine_fallback is not None:
+        record["engine_fallback"] = trained.engine_fallback
     record["test_acc"] = epochs[-1]["test_acc"]
     record["train_loss"] = epochs[-1]["train_loss"]
 

@@ -165,3 +165,85 @@ def test_train_uses_the_reference_loop_on_cpu_whatever_fast_says():
     result = train(model, masks, loader(), test, dataclasses.replace(TRAIN, epochs=1, fast=True))
     assert result.engine == "reference" and len(result.epochs) == 1
     assert ("train", "fast") in NOT_IN_KEY
+
+
+# --- the fallback when compiling fails ------------------------------------------------------
+
+
+def _raises_on_compile(graph, example_inputs):
+    raise RuntimeError("no working C++ compiler\nthe rest of the compiler's output")
+
+
+def _raises_when_run(graph, example_inputs):
+    def run(*args):
+        raise RuntimeError("CUDA graph capture failed")
+
+    return run
+
+
+def _update_fails_to_compile(graph, example_inputs):
+    """Compiles the forward (which runs, moving BatchNorm's statistics) and fails on the
+    update, after the backward: the step has changed state before it fails."""
+    if any(node.target is torch._foreach_mul_ for node in graph.graph.nodes):
+        raise RuntimeError("triton: out of resources in the update")
+    return graph.forward
+
+
+@pytest.mark.parametrize(
+    ("backend", "reason"),
+    [
+        (_raises_on_compile, "BackendCompilerFailed: RuntimeError: no working C++ compiler"),
+        (_raises_when_run, "RuntimeError: CUDA graph capture failed"),
+        (_update_fails_to_compile, "BackendCompilerFailed: RuntimeError: triton: out of resources in the update"),
+    ],
+    ids=["at-compile", "at-first-call", "in-the-update"],
+)
+def test_a_step_that_fails_to_compile_trains_eagerly_and_says_why(backend, reason):
+    """The failed step is undone and rerun eagerly: the weights, BatchNorm statistics and
+    momenta end as the eager engine's, and the trainer names the compile error."""
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    eager_model = TinyNet()
+    fallen_model = copy.deepcopy(eager_model)
+    masks = half_masks(eager_model)
+    eager = FastTrainer(eager_model, masks, TRAIN, CPU, EAGER)
+    fallen = FastTrainer(fallen_model, masks, TRAIN, CPU, EngineSettings(compile=True, compile_backend=backend))
+    test = BatchLoader(images(13, seed=9), batch_size=5, mean=MEAN, std=STD)
+    with pytest.warns(RuntimeWarning, match="trains on it eagerly"):
+        fallen_metrics = [fallen.train_epoch(loader()), fallen.evaluate(test)]
+    eager_metrics = [eager.train_epoch(loader()), eager.evaluate(test)]
+
+    assert fallen.engine == "fast-eager" and eager.engine == "fast" and eager.fallback is None
+    assert fallen.fallback == reason
+    assert fallen_metrics == eager_metrics
+    for name, value in eager_model.state_dict().items():
+        torch.testing.assert_close(fallen_model.state_dict()[name], value, rtol=0, atol=0)
+    for eager_param, fallen_param in zip(eager_model.parameters(), fallen_model.parameters(), strict=True):
+        torch.testing.assert_close(
+            fallen.optimizer.state[fallen_param]["momentum_buffer"], eager.optimizer.state[eager_param]["momentum_buffer"], rtol=0, atol=0
+        )
+
+
+def test_an_error_once_the_step_has_compiled_is_not_hidden():
+    """Past its compiling steps a kind of step is compiled code that worked: an error there is
+    the trial's, not the toolchain's, and fails it rather than being retried eagerly."""
+    torch._dynamo.reset()
+    broken = {"now": False}
+
+    def breaks_later(graph, example_inputs):
+        def run(*args):
+            if broken["now"]:
+                raise RuntimeError("illegal memory access")
+            return graph.forward(*args)
+
+        return run
+
+    model = TinyNet()
+    trainer = FastTrainer(model, half_masks(model), TRAIN, CPU, EngineSettings(compile=True, compile_backend=breaks_later))
+    batches = loader()
+    for _ in range(2):  # the two full batches of each epoch: four steps of their kind
+        trainer.train_epoch(batches)
+    broken["now"] = True
+    with pytest.raises(RuntimeError, match="illegal memory access"):
+        trainer.train_epoch(batches)
+    assert trainer.engine == "fast" and trainer.fallback is None

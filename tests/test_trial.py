@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import pytest
 import torch
@@ -245,3 +246,28 @@ def test_out_of_gpu_memory_fails_the_trial_with_what_to_do(monkeypatch):
     assert record["status"] == "failed"
     assert record["error"].startswith("CUDA out of memory. Tried to allocate 2.00 GiB (trials packed")
     assert "resources.gpu=0.5" in record["error"] and "more detail" not in record["error"]
+
+
+def test_a_fast_engine_that_cannot_compile_still_trains_the_trial(monkeypatch):
+    """Where the engine's compiler does not work (here a backend that raises, as inductor does
+    without a working C++ compiler or Triton), the trial trains on the engine eagerly and its
+    record says why, instead of failing."""
+    import pai_bench.training as training_module
+    from pai_bench.engine import EngineSettings, FastTrainer
+
+    def no_compiler(graph, example_inputs):
+        raise RuntimeError("Triton is too old for this GPU\nand more lines")
+
+    def fast_trainer(model, masks, train_config):
+        settings = EngineSettings(compile=True, compile_backend=no_compiler)
+        return FastTrainer(model, masks, train_config, torch.device("cpu"), settings)
+
+    monkeypatch.setattr(training_module, "make_trainer", fast_trainer)
+    spec = quick_specs("methods=[magnitude]", "sparsities=[0.9]", "seeds=1", "train.epochs=2", "data.subset=100")[0]
+    with pytest.warns(RuntimeWarning, match="trains on it eagerly"):
+        record = run_trial(spec)
+    assert record["status"] == "done", record.get("error")
+    assert record["engine"] == "fast-eager"
+    assert record["engine_fallback"] == "BackendCompilerFailed: RuntimeError: Triton is too old for this GPU"
+    assert [epoch["epoch"] for epoch in record["epochs"]] == [1, 2]
+    assert all(math.isfinite(epoch["train_loss"]) for epoch in record["epochs"])
