@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date as _date
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -32,6 +32,9 @@ from pai_bench import stats
 from pai_bench.errors import UserError, unknown_choice
 from pai_bench.stats import Analysis, Cell, Group, RowKey
 from pai_bench.version import __version__
+
+if TYPE_CHECKING:
+    from pai_bench.trial import TrialSpec
 
 #: How a cell's verdict reads in the table; the legend in the footer says the same.
 MARKS = {
@@ -188,10 +191,12 @@ def write_leaderboard(
 
 def load_run_records(run_dir: str | Path) -> list[dict[str, Any]]:
     """The records of the run in `run_dir`: those of the grid in its `config.yaml` (as
-    `pai-bench run` reports them), so records left by an earlier protocol stay out. With no
-    usable config.yaml, or none of its keys present (e.g. records of an older pai-bench), all
-    records, said on stderr."""
+    `pai-bench run` reports them), so records left by an earlier protocol stay out, each
+    labelled with its row's current name (a renamed variant's records carry the old one). With
+    no usable config.yaml, or none of its keys present (e.g. records of an older pai-bench),
+    all records, said on stderr."""
     from pai_bench.store import ResultStore
+    from pai_bench.variants import label_rows
 
     store = ResultStore(run_dir)
     if not store.trials.is_dir():
@@ -199,22 +204,31 @@ def load_run_records(run_dir: str | Path) -> list[dict[str, Any]]:
     records = store.records()
     if not records:
         raise UserError(f"no trial records in {store.trials}; pass the out= folder of a run")
-    config_path = Path(run_dir) / "config.yaml"
-    if not config_path.is_file():
+    specs = run_grid(run_dir)
+    if specs is None:
         return records
-    try:
-        from pai_bench.config import load_config
-        from pai_bench.runner.grid import expand_grid
-
-        keys = {spec.key for spec in expand_grid(load_config(str(config_path)))}
-    except UserError as error:
-        print(f"pai-bench: note: {config_path} does not load ({error}); using every record in {store.trials}", file=sys.stderr)
-        return records
-    selected = [r for r in records if r["key"] in keys]
+    keys = {spec.key for spec in specs}
+    selected = label_rows([r for r in records if r["key"] in keys], specs)
     if not selected:
-        print(f"pai-bench: note: no record matches {config_path}; using every record in {store.trials}", file=sys.stderr)
+        print(f"pai-bench: note: no record matches {Path(run_dir) / 'config.yaml'}; using every record in {store.trials}", file=sys.stderr)
         return records
     return selected
+
+
+def run_grid(run_dir: str | Path) -> list[TrialSpec] | None:
+    """The trial specs of the run in `run_dir`, from its `config.yaml`; None when it has none
+    or it does not load (said on stderr)."""
+    config_path = Path(run_dir) / "config.yaml"
+    if not config_path.is_file():
+        return None
+    from pai_bench.config import load_config
+    from pai_bench.runner.grid import expand_grid
+
+    try:
+        return expand_grid(load_config(str(config_path)))
+    except UserError as error:
+        print(f"pai-bench: note: {config_path} does not load ({error}); using every record in {Path(run_dir) / 'trials'}", file=sys.stderr)
+        return None
 
 
 # --- Markdown -------------------------------------------------------------------------------

@@ -117,15 +117,15 @@ def test_results_formats_lead_with_key_method_sparsity_seed_status_acc(tmp_path,
     assert main(["results", str(tmp_path), "--format", fmt]) == 0
     text = capsys.readouterr().out
     if fmt == "csv":
-        assert text.splitlines()[0].startswith("key,method,sparsity,seed,status,test_acc,sparsity_prunable,compression,macs,")
-        assert "k2,px,0.9,0,failed,," in text
-        assert "k1,snip,0.9,0,done,80.5,,,4000000," in text
+        assert text.splitlines()[0].startswith("key,method,sparsity,seed,status,test_acc,row,sparsity_prunable,compression,macs,")
+        assert "k2,px,0.9,0,failed,,px,," in text  # a record from before variants: its row is its method
+        assert "k1,snip,0.9,0,done,80.5,snip,,,4000000," in text
     elif fmt == "json":
         rows = json.loads(text)
-        assert list(rows[0])[:6] == ["key", "method", "sparsity", "seed", "status", "test_acc"]
+        assert list(rows[0])[:7] == ["key", "method", "sparsity", "seed", "status", "test_acc", "row"]
         assert {row["status"] for row in rows} == {"done", "failed"}
     else:
-        assert text.splitlines()[0].replace(" ", "").startswith("|key|method|sparsity|seed|status|test_acc|")
+        assert text.splitlines()[0].replace(" ", "").startswith("|key|method|sparsity|seed|status|test_acc|row|")
 
 
 def test_list_and_show(capsys):

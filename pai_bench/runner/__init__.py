@@ -18,6 +18,7 @@ from pai_bench.runner.grid import expand_grid
 from pai_bench.runner.local import checkpoint_folder, run_local
 from pai_bench.runner.suite_data import SuiteDatasets
 from pai_bench.store import ResultStore
+from pai_bench.variants import label_rows
 
 
 @dataclass
@@ -51,7 +52,7 @@ def run_suite(config: SuiteConfig, progress: bool = True) -> RunSummary:
     else:
         counts = run_local(specs, store, datasets, progress=progress, checkpoint_every=config.checkpoint_every)
     keys = {spec.key for spec in specs}
-    records = [record for record in store.records() if record["key"] in keys]
+    records = label_rows([record for record in store.records() if record["key"] in keys], specs)
     summary_path = out / "results.md"
     summary_path.write_text(f"# {config.suite}\n\ntest accuracy (%), mean ± std over seeds\n\n" + summary_markdown(results_frame(records)))
     # The publishable tables, with the tests; `pai-bench leaderboard DIR out=leaderboard/NAME.md`
