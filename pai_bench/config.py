@@ -348,7 +348,8 @@ def out_dir(config: SuiteConfig) -> Path:
 
 def _variant_names(suite: dict, overrides: list[str]) -> set[str]:
     """The variants the suite file and the `variants.NAME...` overrides define."""
-    names = set(suite.get("variants") or {}) if isinstance(suite.get("variants"), dict) else set()
+    defined = suite.get("variants")
+    names = set(defined) if isinstance(defined, dict) else set()
     for item in overrides:
         parts = item.partition("=")[0].split(".")
         if parts[0] == "variants" and len(parts) > 1:
