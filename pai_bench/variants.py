@@ -63,7 +63,10 @@ def variant_definition(name: str, variants: Mapping[str, Any]) -> tuple[str, dic
         raise UserError(f"variant {name!r} names no base method: give variants.{name}.method=METHOD{hint}")
     if base not in methods:
         raise unknown_choice(f"base method of variant {name!r}", str(base), methods)
-    resolve_options(base, options)
+    try:
+        resolve_options(base, options)
+    except UserError as error:
+        raise UserError(f"variant {name!r}: {error}") from None
     return base, options
 
 

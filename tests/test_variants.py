@@ -63,7 +63,7 @@ def test_a_base_override_that_makes_two_rows_alike_is_refused():
         (["variants.a={method: px, variant: uniform}", "methods=[px-uniform,a]"], r"rows 'px-uniform' and 'a' are the same trials"),
         (["variants.x.method=snipp", "methods=[x]"], r"unknown base method of variant 'x' 'snipp'; valid choices: dense, .*snip"),
         (["variants.x.method=px-uniform", "methods=[x]"], r"unknown base method of variant 'x' 'px-uniform'"),
-        (["variants.px-uniform.varient=uniform"], r"unknown option px.varient; valid options of px: rounds, variant, dtype"),
+        (["variants.px-uniform.varient=uniform"], r"variant 'px-uniform': unknown option px.varient; valid options of px: rounds, variant, dtype"),
         (["variants.px-uniform.variant=sideways"], r"'sideways'"),
         (["variants.x.bn_mode=train", "methods=[x]"], r"variant 'x' names no base method: give variants.x.method=METHOD"),
         (["variants.x={method:px,variant:uniform}"], r"names no base method.*a space after each colon"),
