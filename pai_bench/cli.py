@@ -44,8 +44,11 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     run.set_defaults(handler=_run)
 
-    listing = commands.add_parser("list", help=f"list registered {', '.join(LISTABLE)}")
+    listing = commands.add_parser(
+        "list", help=f"list registered {', '.join(LISTABLE)}; `list methods suite=NAME [key=value ...]`: the suite's rows"
+    )
     listing.add_argument("what", metavar="WHAT", help=" | ".join(LISTABLE))
+    listing.add_argument("overrides", nargs="*", metavar="key=value", help="with methods: a suite and overrides, to list its rows")
     listing.set_defaults(handler=_list)
 
     show = commands.add_parser("show", help="print the resolved config of a suite as YAML")
@@ -119,7 +122,7 @@ def _run(args: argparse.Namespace) -> int:
 
 def _list(args: argparse.Namespace) -> int:
     from pai_bench.data import list_datasets
-    from pai_bench.listing import methods_listing, suites_listing
+    from pai_bench.listing import methods_listing, rows_listing, suites_listing
     from pai_bench.models import list_models
 
     listers = {
@@ -130,7 +133,9 @@ def _list(args: argparse.Namespace) -> int:
     }
     if args.what not in listers:
         raise unknown_choice("thing to list", args.what, LISTABLE)
-    print(listers[args.what]())
+    if args.overrides and args.what != "methods":
+        raise UserError(f"list {args.what} takes no key=value; only `list methods suite=NAME` lists a suite's rows")
+    print(rows_listing(_config(args.overrides)) if args.overrides else listers[args.what]())
     return 0
 
 
@@ -142,15 +147,19 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _results(args: argparse.Namespace) -> int:
+    from pai_bench.leaderboard import run_grid
     from pai_bench.report import FORMATS, format_results, results_frame
     from pai_bench.store import ResultStore
+    from pai_bench.variants import label_rows
 
     if args.format not in FORMATS:
         raise unknown_choice("format", args.format, FORMATS)
     store = ResultStore(args.dir)
     if not store.trials.is_dir():
         raise UserError(f"no trial records in {args.dir} (expected {store.trials}); pass the out= folder of a run")
-    print(format_results(results_frame(store.records()), args.format))
+    # Every record, each named by its row in the run's config (a variant may have been renamed).
+    records = label_rows(store.records(), run_grid(args.dir) or [])
+    print(format_results(results_frame(records), args.format))
     return 0
 
 

@@ -3,7 +3,9 @@
 Every knob is a dataclass field with a default and a comment, grouped by concern; OmegaConf
 checks types and unknown keys against these dataclasses, so the YAML suites, the CLI
 overrides and the recorded trial configs are all one schema. An override whose first part is
-a method's name sets that method's option (`px.rounds=50` -> `options.px.rounds`).
+a method's name sets that method's option (`px.rounds=50` -> `options.px.rounds`); one whose
+first part is a variant's name sets that variant's (`px-uniform.rounds=50` ->
+`variants.px-uniform.rounds`, see `pai_bench.variants`).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 from pai_bench.bundled import bundled_folder
 from pai_bench.errors import UserError, unknown_choice
 from pai_bench.plugins import list_methods, resolve_options
+from pai_bench.variants import suite_rows
 
 EXECUTORS = ("tune", "local")
 #: What `train.device` accepts: what torch.device parses and pai-bench can train on.
@@ -129,6 +132,9 @@ class SuiteConfig:
     sparsities: list[float] = field(default_factory=lambda: [0.9])  # fraction of weights removed
     seeds: int = 5  # seeds 0..seeds-1, shared by all methods (same init and pruning split)
     options: dict[str, Any] = field(default_factory=dict)  # per-method options: {px: {rounds: 50}}
+    # Rows of their own for a method with other options, listed in `methods` by name:
+    # {px-uniform: {method: px, variant: uniform}}; a variant's options win over options.<method>.
+    variants: dict[str, dict[str, Any]] = field(default_factory=dict)
     # Sanity checks (shuffle | reinit | invert): one more trial per mask method, sparsity and seed.
     ablations: list[str] = field(default_factory=list)
     diagnostics: DiagnosticsConfig = field(default_factory=DiagnosticsConfig)
@@ -214,7 +220,7 @@ def load_config(suite: str | None, overrides: list[str] = ()) -> SuiteConfig:
     else:
         data = {}
     selection, rest = _cell_selection(list(overrides))
-    command_line = _dotlist_to_dict(rest)
+    command_line = _dotlist_to_dict(rest, _variant_names(data, rest))
     layers.append(_create(command_line, "overrides"))
     config: SuiteConfig = OmegaConf.to_object(_merge(layers, schema))
     config.cells = _resolve_cells(list(config.cells), selection, [data, command_line])
@@ -279,9 +285,6 @@ def _resolve_cells(names: list[str], selection: list[str] | None, sources: list[
 def validate(config: SuiteConfig) -> None:
     """Checks OmegaConf's types cannot express: names that must be registered, ranges."""
     methods = list_methods()
-    for method in config.methods:
-        if method not in methods:
-            raise unknown_choice("method", method, methods)
     if not config.methods:
         raise UserError("methods is empty; name at least one method")
     for name, options in config.options.items():
@@ -290,6 +293,7 @@ def validate(config: SuiteConfig) -> None:
         if not isinstance(options, dict):
             raise UserError(f"options.{name} must be a mapping of option=value, got {options!r}")
         resolve_options(name, options)
+    suite_rows(config)
     for sparsity in config.sparsities:
         if not 0.0 <= sparsity < 1.0:
             raise UserError(f"sparsity {sparsity} is outside [0, 1): it is the fraction of weights removed")
@@ -314,7 +318,7 @@ def _validate_ablations(config: SuiteConfig) -> None:
 
     for name in config.ablations:
         check_ablation(name)
-    if config.ablations and not any(applies_to(method) for method in config.methods):
+    if config.ablations and not any(applies_to(row.method) for row in suite_rows(config).values()):
         raise UserError(
             f"ablations={list(config.ablations)} apply to none of methods={list(config.methods)}: "
             "they need a method that scores weights (e.g. snip, synflow), not dense or scratch-e/b"
@@ -412,14 +416,30 @@ def out_dir(config: SuiteConfig) -> Path:
     return Path(config.out) if config.out else Path("runs") / config.suite
 
 
-def _dotlist_to_dict(overrides: list[str]) -> dict[str, Any]:
-    """Parse `key=value` overrides, routing `METHOD.option=value` to `options.METHOD.option`."""
+def _variant_names(suite: dict, overrides: list[str]) -> set[str]:
+    """The variants the suite file and the `variants.NAME...` overrides define."""
+    defined = suite.get("variants")
+    names = set(defined) if isinstance(defined, dict) else set()
+    for item in overrides:
+        parts = item.partition("=")[0].split(".")
+        if parts[0] == "variants" and len(parts) > 1:
+            names.add(parts[1])
+    return names
+
+
+def _dotlist_to_dict(overrides: list[str], variants: set[str] = frozenset()) -> dict[str, Any]:
+    """Parse `key=value` overrides, routing `METHOD.option=value` to `options.METHOD.option`
+    and `VARIANT.option=value` to `variants.VARIANT.option`."""
     methods = set(list_methods())
     fields = set(OmegaConf.structured(SuiteConfig).keys())
     parsed = OmegaConf.create({})
     for item in overrides:
         head = item.split(".", 1)[0].split("=", 1)[0]
-        routed = f"options.{item}" if head in methods and head not in fields else item
+        routed = item
+        if head in methods and head not in fields:
+            routed = f"options.{item}"
+        elif head in variants and head not in fields:
+            routed = f"variants.{item}"
         try:
             parsed = OmegaConf.merge(parsed, _parse_override(routed, item))
         except OmegaConfBaseException as error:

@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date as _date
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -32,6 +32,9 @@ from pai_bench import stats
 from pai_bench.errors import UserError, unknown_choice
 from pai_bench.stats import Analysis, Cell, Group, RowKey
 from pai_bench.version import __version__
+
+if TYPE_CHECKING:
+    from pai_bench.trial import TrialSpec
 
 #: How a cell's verdict reads in the table; the legend in the footer says the same.
 MARKS = {
@@ -195,7 +198,8 @@ def _write_files(analysis: Analysis, records, out_md: Path, title: str | None, v
 
 def load_run_records(run_dir: str | Path) -> list[dict[str, Any]]:
     """The records of the run in `run_dir`: those of the grid in its `config.yaml` (as
-    `pai-bench run` reports them), so records left by an earlier protocol stay out, and a
+    `pai-bench run` reports them), so records left by an earlier protocol stay out, each
+    labelled with its row's current name (a renamed variant's records carry the old one), and a
     `missing` placeholder for each trial of the grid with no record, so it counts as not done.
     With no usable config.yaml, or none of its keys present (e.g. records of an older
     pai-bench), all records, said on stderr."""
@@ -207,21 +211,32 @@ def load_run_records(run_dir: str | Path) -> list[dict[str, Any]]:
     records = store.records()
     if not records:
         raise UserError(f"no trial records in {store.trials}; pass the out= folder of a run")
-    config_path = Path(run_dir) / "config.yaml"
-    if not config_path.is_file():
+    specs = run_grid(run_dir)
+    if specs is None:
         return records
-    try:
-        from pai_bench.config import load_config
-        from pai_bench.runner.report_scope import report_records
+    from pai_bench.runner.report_scope import report_records
 
-        selected = report_records(load_config(str(config_path)), store)
-    except UserError as error:
-        print(f"pai-bench: note: {config_path} does not load ({error}); using every record in {store.trials}", file=sys.stderr)
-        return records
+    selected = report_records(specs, store)
     if all(record["status"] == "missing" for record in selected):
-        print(f"pai-bench: note: no record matches {config_path}; using every record in {store.trials}", file=sys.stderr)
+        print(f"pai-bench: note: no record matches {Path(run_dir) / 'config.yaml'}; using every record in {store.trials}", file=sys.stderr)
         return records
     return selected
+
+
+def run_grid(run_dir: str | Path) -> list[TrialSpec] | None:
+    """The trial specs of the run in `run_dir`, from its `config.yaml`; None when it has none
+    or it does not load (said on stderr)."""
+    config_path = Path(run_dir) / "config.yaml"
+    if not config_path.is_file():
+        return None
+    from pai_bench.config import load_config
+    from pai_bench.runner.grid import expand_grid
+
+    try:
+        return expand_grid(load_config(str(config_path)))
+    except UserError as error:
+        print(f"pai-bench: note: {config_path} does not load ({error}); using every record in {Path(run_dir) / 'trials'}", file=sys.stderr)
+        return None
 
 
 # --- Markdown -------------------------------------------------------------------------------

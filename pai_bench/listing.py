@@ -1,5 +1,6 @@
 """What `pai-bench list` prints: each method with its paper and options, each suite with what
-it runs, so that choosing one needs no trip to the source.
+it runs, a suite's rows (methods and variants) with their options, so that choosing one needs
+no trip to the source.
 
 A method's description is the first paragraph of its module's docstring when the module holds
 that method alone (a built-in's opens with the paper), else of its class's docstring.
@@ -12,8 +13,9 @@ import textwrap
 from dataclasses import fields
 
 
-from pai_bench.config import list_suites, read_suite_file, suite_path
+from pai_bench.config import SuiteConfig, list_suites, read_suite_file, suite_path
 from pai_bench.plugins import list_methods, method_class, resolve_options
+from pai_bench.variants import option_text, shown_value, suite_rows, variant_definition
 
 #: Width the descriptions wrap to, and the indent of every line after a name.
 WIDTH = 100
@@ -24,8 +26,24 @@ def methods_listing() -> str:
     blocks = []
     for name in list_methods():
         options = resolve_options(name)
-        settings = " ".join(f"{name}.{field.name}={_shown(getattr(options, field.name))}" for field in fields(options))
+        settings = " ".join(f"{name}.{field.name}={shown_value(getattr(options, field.name))}" for field in fields(options))
         blocks.append(_block(name, [method_description(name), f"options: {settings}" if settings else "options: none"]))
+    return "\n".join(blocks)
+
+
+def rows_listing(config: SuiteConfig) -> str:
+    """The rows `config` runs, in order: each with the method it runs, what a variant sets, and
+    the options as resolved for that row; then the variants defined but not listed."""
+    blocks = []
+    rows = suite_rows(config)
+    for row in rows.values():
+        what = row.method
+        if row.is_variant:
+            what += f" with {option_text(variant_definition(row.name, config.variants)[1]) or 'its defaults'}"
+        blocks.append(_block(row.name, [what, f"options: {option_text(row.options) or 'none'}"]))
+    unlisted = [name for name in config.variants if name not in rows]
+    if unlisted:
+        blocks.append(f"(variants defined but not in methods: {', '.join(unlisted)})")
     return "\n".join(blocks)
 
 
@@ -54,10 +72,3 @@ def _block(name: str, paragraphs: list[str]) -> str:
     return "\n".join([f"{name:<{INDENT - 1}} {first}" if len(name) < INDENT else f"{name}\n{' ' * INDENT}{first}", *(" " * INDENT + line for line in rest)])
 
 
-def _shown(value: object) -> str:
-    """An option's default as it is written on the command line."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return str(value).lower()
-    return str(value)

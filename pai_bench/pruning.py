@@ -30,6 +30,7 @@ from pai_bench.errors import UserError
 from pai_bench.masks import LayerStat, Masks, apply_masks, architecture_stats, full_masks, layer_stats, prunable_parameters
 from pai_bench.method import ArchitectureMethod, Batch, Method, ScoreMethod
 from pai_bench.plugins import create_method
+from pai_bench.variants import method_options
 
 
 @dataclass
@@ -298,6 +299,7 @@ def prune(
     seed: int = 0,
     exclude: Iterable[str] = (),
     invert: bool = False,
+    variants: Mapping[str, Mapping[str, Any]] | None = None,
     **options: Any,
 ) -> PruneResult:
     """Prune `model` with `method` at `sparsity` (the fraction of prunable weights removed).
@@ -306,11 +308,13 @@ def prune(
     method's options (e.g. `rounds=50`). The input model is left bit-identical, and the global
     RNG state too: the method runs under a forked RNG seeded with `seed`. An architecture method
     (`scratch-e`) returns a new model with no masks; `exclude` does not apply to it. `invert`
-    keeps the lowest-scoring weights (an ablation; not for architecture methods).
+    keeps the lowest-scoring weights (an ablation; not for architecture methods). `method` may
+    name a variant of `variants` (`{"px-uniform": {"method": "px", "variant": "uniform"}}`, or a
+    loaded suite's `config.variants`): its base method runs with its options, `options` on top.
     """
     sparsity = check_sparsity(sparsity)
     if isinstance(method, str):
-        method = create_method(method, options)
+        method = create_method(*method_options(method, variants, options))
     elif options:
         raise TypeError("pass options either in the Method instance or as keywords, not both")
     if method.keeps_everything and sparsity != 0.0:

@@ -5,9 +5,12 @@ from __future__ import annotations
 import pandas as pd
 
 from pai_bench.ablations import row_label
+from pai_bench.stats import record_row_name
+from pai_bench.variants import option_text
 
-#: The leading columns of `pai-bench results`, in order; other fields follow.
-LEADING = ["key", "method", "sparsity", "seed", "status", "test_acc"]
+#: The leading columns of `pai-bench results`, in order; other fields follow. `method` is the
+#: registered method that ran, `row` the suite's row (the method, or a variant's name).
+LEADING = ["key", "method", "sparsity", "seed", "status", "test_acc", "row"]
 FORMATS = ("csv", "md", "json")
 #: Compute and size figures of each trial (`pai_bench.flops.trial_figures`), after the leading columns.
 SIZE_COLUMNS = ["sparsity_prunable", "compression", "macs", "macs_dense", "speedup", "params", "params_dense"]
@@ -28,9 +31,11 @@ def results_frame(records: list[dict]) -> pd.DataFrame:
                 "seed": record.get("seed"),
                 "status": record.get("status"),
                 "test_acc": record.get("test_acc"),
+                "row": record_row_name(record),
                 **{column: record.get(column) for column in SIZE_COLUMNS},
                 "budget": budget.get("ratio"),
                 "ablation": record.get("ablation"),
+                "options": option_text(record.get("options") or {}),
                 "suite": record.get("suite"),
                 "cell": record.get("cell"),
                 "model": record.get("model"),
@@ -47,7 +52,7 @@ def results_frame(records: list[dict]) -> pd.DataFrame:
     frame = pd.DataFrame(rows, columns=LEADING + [c for c in (rows[0] if rows else {}) if c not in LEADING])
     # Counts stay whole numbers beside missing ones (a failed trial has none), not 4e+06.
     frame = frame.astype({column: "Int64" for column in COUNT_COLUMNS if column in frame})
-    return frame.sort_values(["method", "sparsity", "seed"], kind="stable").reset_index(drop=True)
+    return frame.sort_values(["method", "row", "sparsity", "seed"], kind="stable").reset_index(drop=True)
 
 
 def format_results(frame: pd.DataFrame, fmt: str) -> str:
@@ -59,7 +64,7 @@ def format_results(frame: pd.DataFrame, fmt: str) -> str:
 
 
 def summary_markdown(frame: pd.DataFrame) -> str:
-    """Mean ± std of test accuracy over seeds, methods as rows, sparsities as columns; one table
+    """Mean ± std of test accuracy over seeds, rows (methods and variants) by sparsities; one table
     per cell of a suite with cells (a transfer suite's datasets are never averaged together).
 
     Unfinished trials are counted beside each cell, never silently dropped.
@@ -76,7 +81,8 @@ def _summary_table(frame: pd.DataFrame) -> str:
     cells: dict[str, dict[str, str]] = {}
     # An ablated trial (`snip (shuffled)`) is a row of its own, never averaged with its method.
     ablation = frame["ablation"] if "ablation" in frame else pd.Series(None, index=frame.index)
-    rows = [row_label(m, a if isinstance(a, str) else None) for m, a in zip(frame["method"], ablation)]
+    names = frame["row"] if "row" in frame else frame["method"]
+    rows = [row_label(m, a if isinstance(a, str) else None) for m, a in zip(names, ablation)]
     for (method, sparsity), group in frame.groupby([pd.Series(rows, index=frame.index, name="method"), "sparsity"], sort=True):
         done = group[group["status"] == "done"]["test_acc"].astype(float)
         if len(done) > 1:

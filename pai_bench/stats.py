@@ -174,7 +174,8 @@ def holm(comparisons: Sequence[Comparison], alpha: float = ALPHA) -> list[Compar
 
 @dataclass(frozen=True)
 class RowKey:
-    """A row of a cell: a method, or a method under an ablation (`snip (shuffled)`)."""
+    """A row of a cell: a method or a variant of one (`px-uniform`), possibly under an
+    ablation (`snip (shuffled)`). `method` is the row's name."""
 
     method: str
     ablation: str | None = None
@@ -311,8 +312,14 @@ def record_group(record: Mapping[str, Any]) -> Group:
     )
 
 
+def record_row_name(record: Mapping[str, Any]) -> str:
+    """The row a record belongs to: its `row` (a method or a variant's name,
+    `pai_bench.variants`); records from before variants have only their method."""
+    return str(record.get("row") or record.get("method"))
+
+
 def record_row(record: Mapping[str, Any]) -> RowKey:
-    return RowKey(str(record.get("method")), record.get("ablation") or None)
+    return RowKey(record_row_name(record), record.get("ablation") or None)
 
 
 def cell_key(record: Mapping[str, Any]) -> tuple[Group, float]:
@@ -332,7 +339,7 @@ def collect_cells(records: Iterable[Mapping[str, Any]]) -> dict[tuple[Group, flo
         if cell is None:
             cell = cells[key] = Cell(*key)
         row_key = record_row(record)
-        row = cell.rows.setdefault(row_key, Row(row_key, reference=not row_key.ablation and is_reference(row_key.method, key[1])))
+        row = cell.rows.setdefault(row_key, Row(row_key, reference=not row_key.ablation and is_reference(str(record.get("method")), key[1])))
         row.records.append(dict(record))
         status = record.get("status")
         accuracy = record.get("test_acc")

@@ -67,14 +67,21 @@ class TrialSpec:
     # Measurements beside the result (NTK at init): not in the key, since they change nothing
     # the trial computes; a finished trial rerun with them turned on is not run again.
     diagnostics: DiagnosticsConfig = field(default_factory=DiagnosticsConfig)
+    # The suite's row this trial belongs to: `method` itself, or a variant's name
+    # (pai_bench.variants). A label, not in the key: renaming a variant reruns nothing.
+    row: str | None = None
+
+    @property
+    def row_name(self) -> str:
+        return self.row or self.method
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @property
     def label(self) -> str:
-        """How progress lines name the trial: method (and ablation), sparsity, seed, cell."""
-        method = f"{self.method} ({self.ablation})" if self.ablation else self.method
+        """How progress lines name the trial: row (and ablation), sparsity, seed, cell."""
+        method = f"{self.row_name} ({self.ablation})" if self.ablation else self.row_name
         cell = f", {self.cell}" if self.cell else ""
         return f"{method}, s={self.sparsity:g}, seed={self.seed}{cell}"
 
@@ -84,6 +91,7 @@ class TrialSpec:
         content = self.as_dict()
         content.pop("suite")
         content.pop("cell")  # its model/data/train are in the key; its name is only a label
+        content.pop("row")  # the method and options are in the key; the row's name is a label
         content.pop("diagnostics")
         for section, name in NOT_IN_KEY:
             content[section].pop(name)
@@ -112,6 +120,7 @@ class TrialSpec:
             cell=data.get("cell"),
             ablation=data.get("ablation"),
             diagnostics=DiagnosticsConfig(**data.get("diagnostics", {})),
+            row=data.get("row"),
         )
 
 
@@ -130,7 +139,8 @@ def base_record(spec: TrialSpec, status: str) -> dict[str, Any]:
         "status": status,
         "suite": spec.suite,
         "cell": spec.cell,
-        "method": spec.method,
+        "method": spec.method,  # the registered method that ran; its options are the record's `options`
+        "row": spec.row_name,  # the suite's row: the method, or a variant of it by name
         "ablation": spec.ablation,
         "sparsity": spec.sparsity,
         "seed": spec.seed,

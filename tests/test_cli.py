@@ -144,15 +144,64 @@ def test_results_formats_lead_with_key_method_sparsity_seed_status_acc(tmp_path,
     assert main(["results", str(tmp_path), "--format", fmt]) == 0
     text = capsys.readouterr().out
     if fmt == "csv":
-        assert text.splitlines()[0].startswith("key,method,sparsity,seed,status,test_acc,sparsity_prunable,compression,macs,")
-        assert "k2,px,0.9,0,failed,," in text
-        assert "k1,snip,0.9,0,done,80.5,,,4000000," in text
+        assert text.splitlines()[0].startswith("key,method,sparsity,seed,status,test_acc,row,sparsity_prunable,compression,macs,")
+        assert "k2,px,0.9,0,failed,,px,," in text  # a record from before variants: its row is its method
+        assert "k1,snip,0.9,0,done,80.5,snip,,,4000000," in text
     elif fmt == "json":
         rows = json.loads(text)
-        assert list(rows[0])[:6] == ["key", "method", "sparsity", "seed", "status", "test_acc"]
+        assert list(rows[0])[:7] == ["key", "method", "sparsity", "seed", "status", "test_acc", "row"]
         assert {row["status"] for row in rows} == {"done", "failed"}
     else:
-        assert text.splitlines()[0].replace(" ", "").startswith("|key|method|sparsity|seed|status|test_acc|")
+        assert text.splitlines()[0].replace(" ", "").startswith("|key|method|sparsity|seed|status|test_acc|row|")
+
+
+#: The issue's short run: a few rows of one method and its variants, one seed, one sparsity.
+ROWS_FAST = ["suite=quickstart", "train.epochs=1", "data.subset=200", "seeds=1", "sparsities=[0.9]", "executor=local", "px.rounds=2"]
+
+
+def table_rows(markdown: str) -> list[str]:
+    """The row labels of the first table in `markdown`."""
+    table = markdown.split("\n| ", 1)[1].split("\n\n")[0].splitlines()[2:]
+    return [line.split("|")[1].strip() for line in table]
+
+
+def test_variants_are_rows_and_renaming_one_reruns_nothing(tmp_path, capsys):
+    out = tmp_path / "rows"
+    assert main(["run", *ROWS_FAST, "methods=[snip,snip-train,px,px-uniform]", f"out={out}", "--no-progress"]) == 0
+    first = capsys.readouterr().out
+    assert "4 trials" in first and "4 done" in first
+    records = {r["row"]: r for r in ResultStore(out).records()}
+    assert {row: (r["method"], r["options"]) for row, r in records.items()} == {
+        "snip": ("snip", {"bn_mode": "eval", "rounds": 1}),
+        "snip-train": ("snip", {"bn_mode": "train", "rounds": 1}),
+        "px": ("px", {"rounds": 2, "variant": "authors", "dtype": "float64"}),
+        "px-uniform": ("px", {"rounds": 2, "variant": "uniform", "dtype": "float64"}),
+    }
+    assert all(r["config"]["row"] == row and r["status"] == "done" for row, r in records.items())
+    assert sorted(table_rows((out / "leaderboard.md").read_text())) == ["px", "px-uniform", "snip", "snip-train"]
+    assert sorted(table_rows((out / "results.md").read_text())) == ["px", "px-uniform", "snip", "snip-train"]
+
+    # The same trials under other row names: nothing runs, and every report uses the new names.
+    renamed = ["methods=[snip,bn-train,px,pk-eval]", "variants.bn-train={method: snip, bn_mode: train}", "variants.pk-eval={method: px, variant: uniform}"]
+    assert main(["run", *ROWS_FAST, *renamed, f"out={out}", "--no-progress"]) == 0
+    second = capsys.readouterr().out
+    assert "4 trials" in second and "4 skipped" in second and "done" not in second.split("\n")[0]
+    assert sorted(table_rows((out / "leaderboard.md").read_text())) == ["bn-train", "pk-eval", "px", "snip"]
+    assert main(["results", str(out), "--format", "json"]) == 0
+    assert sorted(row["row"] for row in json.loads(capsys.readouterr().out)) == ["bn-train", "pk-eval", "px", "snip"]
+    assert main(["leaderboard", str(out), f"out={tmp_path / 'lb.md'}"]) == 0
+    assert sorted(table_rows((tmp_path / "lb.md").read_text())) == ["bn-train", "pk-eval", "px", "snip"]
+
+
+def test_list_methods_of_a_suite_shows_its_rows(capsys):
+    assert main(["list", "methods", "suite=quickstart", "methods=[snip,snip-train,px-uniform]", "px.rounds=5"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["snip", "snip"] and lines[1].split() == ["options:", "bn_mode=eval", "rounds=1"]
+    assert lines[2].split() == ["snip-train", "snip", "with", "bn_mode=train"]
+    assert lines[4].split() == ["px-uniform", "px", "with", "variant=uniform"]
+    assert lines[5].split() == ["options:", "rounds=5", "variant=uniform", "dtype=float64"]
+    assert main(["list", "methods", "suite=quickstart"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == "(variants defined but not in methods: snip-train, px-uniform)"
 
 
 def test_list_and_show(capsys):
@@ -180,6 +229,11 @@ def test_list_and_show(capsys):
         (["run", "suite=quickstart", "epochs"], "malformed override 'epochs'"),
         (["run", "suite=quickstart", "methods=[random"], "malformed override 'methods=[random'"),
         (["list", "gadgets"], "unknown thing to list 'gadgets'; valid choices: datasets, methods, models, suites"),
+        (["run", "suite=quickstart", "variants.x.method=snipp", "methods=[x]"], "unknown base method of variant 'x' 'snipp'; valid choices:"),
+        (["run", "suite=quickstart", "variants.px-uniform.rounds=many"], "bad option for px"),
+        (["run", "suite=quickstart", "methods=[snip,snip-eval]", "variants.snip-eval={method: snip, bn_mode: eval}"], "rows 'snip' and 'snip-eval' are the same trials"),
+        (["list", "methods", "suite=quickstart", "methods=[px-unifrom]"], "unknown method 'px-unifrom'; valid choices:"),
+        (["list", "models", "suite=quickstart"], "list models takes no key=value"),
         (["results", "/nonexistent/run"], "no trial records in /nonexistent/run"),
         (["results", ".", "--format", "xml"], "unknown format 'xml'; valid choices: csv, json, md"),
         (["run", "suite=quickstart", "data.name=cifar10", "data.download=false", "data.root=/nonexistent/cifar"], "cifar-10-python.tar.gz"),

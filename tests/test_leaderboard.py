@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -202,3 +203,54 @@ def test_a_run_folder_gives_the_records_of_its_config(tmp_path, capsys):
         write(load_run_records(tmp_path), tmp_path / "lb.md")
     with pytest.raises(UserError, match="no trial records in"):
         load_run_records(tmp_path / "nothing")
+
+
+# --- variants: rows of their own -------------------------------------------------------------
+
+
+def with_variant_rows(records: list[dict]) -> list[dict]:
+    """`fixed_records` plus a `snip-train` row (SNIP with other options, 0.05 points above snip
+    on every seed, still below the best) and its shuffled ablation (0.5 points below snip's)."""
+    extra = []
+    for r in records:
+        if r["method"] == "snip" and r["status"] == "done":
+            shift = -0.5 if r.get("ablation") else 0.05
+            extra.append({**r, "key": r["key"] + "-train", "row": "snip-train", "options": {"bn_mode": "train", "rounds": 1},
+                          "test_acc": r["test_acc"] + shift})
+    return records + extra
+
+
+def test_a_variant_is_a_row_tested_paired_by_seed_with_its_ablation(tmp_path):
+    records = with_variant_rows(fixed_records())
+    md, png = write(records, tmp_path / "v.md")
+    text = md.read_text()
+    table = main_table(text)
+    assert {"snip", "snip (shuffled)", "snip-train", "snip-train (shuffled)"} <= set(table)
+    # The old rows are what they were without the variant (records without `row` read as their method).
+    plain = main_table(write(fixed_records(), tmp_path / "plain.md")[0].read_text())
+    unmarked = lambda cells: [re.sub(" [≈?▼▲]", "", cell) for cell in cells]  # noqa: E731 (the marks follow the new best)
+    assert unmarked(table["snip"]) == unmarked(plain["snip"])
+    analysis = stats.analyse(records)
+    cell = next(c for c in analysis.cells.values() if c.sparsity == 0.9)
+    variant = cell.rows[stats.RowKey("snip-train")]
+    assert variant.comparison.test == "paired t" and variant.comparison.against == cell.best.label
+    assert variant.summary.mean == pytest.approx(cell.rows[stats.RowKey("snip")].summary.mean + 0.05)
+    ablated = cell.rows[stats.RowKey("snip-train", "shuffle")].comparison
+    assert (ablated.row, ablated.against, ablated.test) == ("snip-train (shuffled)", "snip-train", "paired t")
+    assert "snip-train" in analysis.ranking.methods
+    (_, cells), = _groups(analysis).items()
+    assert "snip-train" in dict(layer_density_panels(cells))[0.99]  # a line of the per-layer plot
+    assert png.stat().st_size > 10_000
+
+
+def test_a_run_folder_names_records_by_the_rows_of_its_config(tmp_path):
+    """A renamed variant's records carry the old name; the run's config names them."""
+    common = ["seeds=1", "sparsities=[0.5]", f"out={tmp_path}"]
+    store = ResultStore(tmp_path)
+    for spec in expand_grid(load_config("quickstart", [*common, "methods=[px,pxu]", "variants.pxu={method: px, variant: uniform}"])):
+        store.write({"key": spec.key, "status": "done", "suite": "quickstart", "method": spec.method, "row": spec.row_name,
+                     "sparsity": spec.sparsity, "seed": 0, "model": "quicknet", "dataset": "quickstart", "test_acc": 40.0})
+    renamed = load_config("quickstart", [*common, "methods=[px,px-eval-pk]", "variants.px-eval-pk={method: px, variant: uniform}"])
+    (tmp_path / "config.yaml").write_text(to_yaml(renamed))
+    assert sorted(r["row"] for r in load_run_records(tmp_path)) == ["px", "px-eval-pk"]
+    assert sorted(r["row"] for r in store.records()) == ["px", "pxu"]  # the records themselves are untouched

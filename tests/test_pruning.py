@@ -217,6 +217,23 @@ def test_unknown_method_and_option_name_the_choices(tiny_net, batches):
         pai_bench.prune(tiny_net, "random", 0.5, batches, scope="everywhere")
 
 
+def test_a_suite_s_variant_by_name_is_its_base_method_with_its_options(tiny_net, batches):
+    from pai_bench.config import load_config
+
+    variants = load_config("quickstart").variants  # snip-train: {method: snip, bn_mode: train}
+    by_name = pai_bench.prune(tiny_net, "snip-train", 0.5, batches, variants=variants)
+    by_options = pai_bench.prune(tiny_net, "snip", 0.5, batches, bn_mode="train")
+    eval_mode = pai_bench.prune(tiny_net, "snip", 0.5, batches)
+    assert (by_name.method, by_name.options["bn_mode"]) == ("snip", "train")
+    assert all(torch.equal(by_name.masks[n], by_options.masks[n]) for n in by_name.masks)
+    assert any(not torch.equal(by_name.masks[n], eval_mode.masks[n]) for n in by_name.masks)  # BatchNorm's mode matters here
+    # Keywords win over the variant's options.
+    overridden = pai_bench.prune(tiny_net, "snip-train", 0.5, batches, variants=variants, bn_mode="eval")
+    assert all(torch.equal(overridden.masks[n], eval_mode.masks[n]) for n in eval_mode.masks)
+    with pytest.raises(UserError, match="unknown method 'snip-trian'; valid choices: .*snip-train"):
+        pai_bench.prune(tiny_net, "snip-trian", 0.5, batches, variants=variants)
+
+
 def test_dense_only_at_zero_sparsity(tiny_net, batches):
     assert pai_bench.prune(tiny_net, "dense", 0.0, batches).kept == sum(p.numel() for p in prunable_parameters(tiny_net).values())
     with pytest.raises(UserError, match="dense"):

@@ -32,6 +32,9 @@ TRANSFER = [0.36, 0.893, 0.956, 0.982]
 BUILT_IN = sorted(m for m in list_methods() if method_class(m).__module__.startswith("pai_bench.methods."))
 #: Scratch-E/B train a narrower network from random weights: no pretrained checkpoint exists for it.
 PRETRAINED_METHODS = [m for m in BUILT_IN if not m.startswith("scratch-")]
+#: Rows of their own in every standard suite: SNIP in train-mode BatchNorm (as the PX and
+#: Synaptic-Flow loops score it; `snip` is eval mode, as the official code), PX with pk in eval mode.
+VARIANTS = {"snip-train": {"method": "snip", "bn_mode": "train"}, "px-uniform": {"method": "px", "variant": "uniform"}}
 
 SGD = {"momentum": 0.9, "gamma": 0.1}
 CIFAR10 = {"epochs": 160, "batch_size": 128, "lr": 0.1, "nesterov": False, "weight_decay": 1e-4, "milestones": [80, 120], **SGD}
@@ -54,12 +57,12 @@ PROTOCOL = {
 }
 NATIVE = {"cifar10": 32, "cifar100": 32, "tinyimagenet": 64}
 SETUP = {  # suite -> (methods, sparsities, seeds)
-    "cifar10": (BUILT_IN, PAPER, 5),
-    "cifar10-extreme": (BUILT_IN, EXTREME, 5),
-    "cifar100": (BUILT_IN, PAPER, 5),
-    "tinyimagenet": (BUILT_IN, PAPER, 5),
-    "transfer": (PRETRAINED_METHODS, TRANSFER, 5),
-    "transfer-small": (PRETRAINED_METHODS, TRANSFER, 1),
+    "cifar10": (BUILT_IN + list(VARIANTS), PAPER, 5),
+    "cifar10-extreme": (BUILT_IN + list(VARIANTS), EXTREME, 5),
+    "cifar100": (BUILT_IN + list(VARIANTS), PAPER, 5),
+    "tinyimagenet": (BUILT_IN + list(VARIANTS), PAPER, 5),
+    "transfer": (PRETRAINED_METHODS + list(VARIANTS), TRANSFER, 5),
+    "transfer-small": (PRETRAINED_METHODS + list(VARIANTS), TRANSFER, 1),
 }
 
 
@@ -78,6 +81,7 @@ def test_suite_follows_the_protocol_table(suite):
     methods, sparsities, seeds = SETUP[suite]
     assert sorted(config.methods) == sorted(methods) and config.methods[0] == "dense"
     assert config.sparsities == sparsities and config.seeds == seeds
+    assert config.variants == VARIANTS
     cells = suite_cells(config)
     assert set(cells) == set(PROTOCOL[suite])
     for name, (model, dataset, augment, pixels, train) in PROTOCOL[suite].items():
@@ -104,14 +108,14 @@ def test_suite_cuts_down_from_the_command_line(suite):
 
 def test_full_grids_are_seed_major_with_seeds_shared_across_methods():
     specs = expand_grid(load_config("cifar10"))
-    assert len(specs) == 5 * (1 + 11 * 9)
+    assert len(specs) == 5 * (1 + 13 * 9)  # dense once per seed; 11 methods and 2 variants
     assert [s.seed for s in specs] == sorted(s.seed for s in specs)
-    assert all({s.seed for s in specs if s.method == m} == set(range(5)) for m in BUILT_IN)
+    assert all({s.seed for s in specs if s.row_name == m} == set(range(5)) for m in BUILT_IN + list(VARIANTS))
     transfer = expand_grid(load_config("transfer"))
-    assert len(transfer) == 5 * 3 * (1 + 9 * 4) and len({s.key for s in transfer}) == len(transfer)
+    assert len(transfer) == 5 * 3 * (1 + 11 * 4) and len({s.key for s in transfer}) == len(transfer)
     assert [s.seed for s in transfer] == sorted(s.seed for s in transfer)
     first_seed = [s for s in transfer if s.seed == 0]
-    assert [s.cell for s in first_seed[:: 1 + 9 * 4]] == ["cifar10", "cifar100", "tinyimagenet"]
+    assert [s.cell for s in first_seed[:: 1 + 11 * 4]] == ["cifar10", "cifar100", "tinyimagenet"]
 
 
 # --- cells ---------------------------------------------------------------------------------
@@ -241,7 +245,7 @@ ONE_ROUND = ["px.rounds=1", "synflow.rounds=1", "iter-snip.rounds=1", "ntk-sap.r
 #: Every method on the small ResNet-20; on the big models, a few that cover the paths (data-driven
 #: scores, the Scratch-B cap, the pretrained weights), since one trial there costs seconds on CPU.
 SMOKE_METHODS = {
-    "cifar10": BUILT_IN,
+    "cifar10": BUILT_IN + list(VARIANTS),
     "cifar10-extreme": ["dense", "magnitude", "scratch-b"],
     "cifar100": ["dense", "snip", "scratch-b"],
     "tinyimagenet": ["dense", "snip", "scratch-e"],
@@ -273,6 +277,7 @@ def test_suite_runs_end_to_end(suite, data_root, pretrained, tmp_path):
     failed = {(r["cell"], r["method"]): r.get("error") for r in records if r["status"] != "done"}
     assert not failed
     assert {r["cell"] for r in records} == set(suite_cells(config))
+    assert sorted(r["row"] for r in records) == sorted(config.methods * len(suite_cells(config)))  # each row ran, named
     for record in records:
         assert record["config"]["cell"] == record["cell"] and len(record["epochs"]) == record["train_budget"]["epochs"]
         if record["method"] != "dense" and not record["method"].startswith("scratch-"):

@@ -6,8 +6,9 @@ import copy
 
 from pai_bench.ablations import applies_to
 from pai_bench.config import CellConfig, SuiteConfig
-from pai_bench.plugins import method_class, resolve_options
+from pai_bench.plugins import method_class
 from pai_bench.trial import TrialSpec
+from pai_bench.variants import suite_rows
 
 
 def suite_cells(config: SuiteConfig) -> dict[str | None, CellConfig]:
@@ -18,29 +19,31 @@ def suite_cells(config: SuiteConfig) -> dict[str | None, CellConfig]:
 
 
 def expand_grid(config: SuiteConfig) -> list[TrialSpec]:
-    """Every trial of the suite, in seed-major order so early results cover every cell and method.
+    """Every trial of the suite, in seed-major order so early results cover every cell and row.
 
-    A method that keeps every weight (dense) runs once per seed and cell, at sparsity 0. Options
-    are resolved with their defaults, so the record (and the key) says exactly what ran. Each
-    of `config.ablations` adds, after a cell's plain trials of a seed, one trial per sparsity
-    for every method it applies to (those that choose masks by scores).
+    A row is a method or a variant of one (`pai_bench.variants`). A method that keeps every
+    weight (dense) runs once per seed and cell, at sparsity 0. Options are resolved with their
+    defaults, so the record (and the key) says exactly what ran. Each of `config.ablations`
+    adds, after a cell's plain trials of a seed, one trial per sparsity for every row it
+    applies to (those that choose masks by scores).
     """
     cells = suite_cells(config)
-    options = {method: vars(resolve_options(method, config.options.get(method, {}))) for method in config.methods}
-    runs = [(method, None) for method in config.methods]
-    runs += [(method, ablation) for ablation in config.ablations for method in config.methods if applies_to(method)]
+    rows = list(suite_rows(config).values())
+    runs = [(row, None) for row in rows]
+    runs += [(row, ablation) for ablation in config.ablations for row in rows if applies_to(row.method)]
     specs = []
     for seed in range(config.seeds):
         for name, cell in cells.items():
-            for method, ablation in runs:
-                sparsities = [0.0] if method_class(method).keeps_everything else config.sparsities
+            for row, ablation in runs:
+                sparsities = [0.0] if method_class(row.method).keeps_everything else config.sparsities
                 for sparsity in sparsities:
                     specs.append(
                         TrialSpec(
-                            method=method,
+                            method=row.method,
+                            row=row.name,
                             sparsity=float(sparsity),
                             seed=seed,
-                            options=copy.deepcopy(options[method]),
+                            options=copy.deepcopy(row.options),
                             model=copy.deepcopy(cell.model),
                             data=copy.deepcopy(cell.data),
                             train=copy.deepcopy(cell.train),

@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 from pai_bench.config import SuiteConfig, load_config, to_yaml
@@ -23,6 +24,7 @@ from pai_bench.errors import UserError
 from pai_bench.runner.grid import expand_grid, suite_cells
 from pai_bench.store import ResultStore
 from pai_bench.trial import TrialSpec, base_record
+from pai_bench.variants import label_rows, suite_rows
 
 CONFIG_FILE = "config.yaml"
 #: Where a replaced grid's config is kept: `pai-bench run suite=<this file>` reports it again.
@@ -65,26 +67,29 @@ def same_protocol(a: SuiteConfig, b: SuiteConfig) -> bool:
 
 
 def union(previous: SuiteConfig, current: SuiteConfig) -> SuiteConfig:
-    """`current` with the earlier grid's methods, sparsities, ablations, seeds and cells added;
-    where both set a method's options or a cell, `current`'s win (its trials are the new ones)."""
+    """`current` with the earlier grid's rows, sparsities, ablations, seeds and cells added;
+    where both set a row, a method's options or a cell, `current`'s win (its trials are the new
+    ones), and an earlier row that runs the same trials as one of `current`'s gives way to it."""
     merged = dataclasses.replace(current)
-    for name in ("methods", "sparsities", "ablations"):
-        setattr(merged, name, list(dict.fromkeys([*getattr(previous, name), *getattr(current, name)])))
-    merged.sparsities = sorted(merged.sparsities)
+    current_rows = suite_rows(current)
+    taken = {row.content for row in current_rows.values()}
+    earlier = [name for name, row in suite_rows(previous).items() if name in current_rows or row.content not in taken]
+    merged.methods = list(dict.fromkeys([*earlier, *current.methods]))
+    merged.variants = {**previous.variants, **current.variants}
+    merged.ablations = list(dict.fromkeys([*previous.ablations, *current.ablations]))
+    merged.sparsities = sorted(set(previous.sparsities) | set(current.sparsities))
     merged.seeds = max(previous.seeds, current.seeds)
     merged.options = {**previous.options, **current.options}
     merged.cells = {**previous.cells, **current.cells}
     return merged
 
 
-def report_records(config: SuiteConfig, store: ResultStore) -> list[dict[str, Any]]:
-    """The records of `config`'s grid, with a `missing` placeholder for each trial that has no
-    record yet, so the reports count it as not done instead of dropping it."""
-    records = []
-    for spec in expand_grid(config):
-        record = store.read(spec.key)
-        records.append(record if record is not None else base_record(spec, "missing"))
-    return records
+def report_records(specs: Sequence[TrialSpec], store: ResultStore) -> list[dict[str, Any]]:
+    """The records of `specs`, each named by its row in this grid (a renamed variant's records
+    carry the old name), with a `missing` placeholder for each trial that has no record yet,
+    so the reports count it as not done instead of dropping it."""
+    records = [store.read(spec.key) or base_record(spec, "missing") for spec in specs]
+    return label_rows(records, specs)
 
 
 def _previous_config(out: Path) -> SuiteConfig | None:

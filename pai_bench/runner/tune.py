@@ -245,7 +245,8 @@ def _trial_name(trial: Any) -> str:
     spec = config["spec"]
     cell = f"{spec['cell']}-" if spec.get("cell") else ""
     ablation = f"-{spec['ablation']}" if spec.get("ablation") else ""
-    return f"{cell}{spec['method']}{ablation}-s{spec['sparsity']:g}-seed{spec['seed']}-{config['key']}"
+    row = spec.get("row") or spec["method"]  # a variant's name (pai_bench.variants), else the method
+    return f"{cell}{row}{ablation}-s{spec['sparsity']:g}-seed{spec['seed']}-{config['key']}"
 
 
 def _trainable(config: dict[str, Any], datasets: list) -> None:

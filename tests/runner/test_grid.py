@@ -1,7 +1,9 @@
-"""The grid with ablations: one more trial per mask method, sparsity, seed (and cell), in
-seed-major order, and the plain trials exactly as without them."""
+"""The grid with ablations and variants: one more trial per mask method, sparsity, seed (and
+cell), in seed-major order, the plain trials exactly as without them, a row's name out of the key."""
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import pytest
 
@@ -58,3 +60,36 @@ def test_diagnostics_reach_every_trial_and_leave_the_keys():
 )
 def test_bad_ablations_and_diagnostics_are_one_line_errors(overrides, message):
     assert_config_error("quickstart", overrides, message)
+
+
+# --- variants: rows of their own, keyed by their content ------------------------------------
+
+VARIANT_ROWS = ["methods=[dense,px,px-uniform,snip-train]", "sparsities=[0.5,0.9]", "seeds=2"]
+
+
+def test_variant_rows_run_their_base_method_with_their_options():
+    specs = expand_grid(load_config("quickstart", VARIANT_ROWS))
+    assert len(specs) == 2 * (1 + 3 * 2)
+    first = {s.row_name: s for s in specs if s.seed == 0 and s.sparsity == 0.9}
+    assert {name: (s.method, s.options.get("variant", s.options.get("bn_mode"))) for name, s in first.items()} == {
+        "px": ("px", "authors"),
+        "px-uniform": ("px", "uniform"),
+        "snip-train": ("snip", "train"),
+    }
+    assert first["px-uniform"].label == "px-uniform, s=0.9, seed=0"
+    assert len({s.key for s in specs}) == len(specs)
+
+
+def test_a_row_s_name_is_not_in_the_key():
+    specs = expand_grid(load_config("quickstart", VARIANT_ROWS))
+    renamed = expand_grid(
+        load_config("quickstart", ["methods=[dense,px,pk-eval,bn-train]", "variants.pk-eval={method: px, variant: uniform}",
+                                   "variants.bn-train={method: snip, bn_mode: train}", "sparsities=[0.5,0.9]", "seeds=2"])
+    )  # fmt: skip
+    assert [s.key for s in renamed] == [s.key for s in specs]
+    assert [s.row_name for s in renamed if s.seed == 0 and s.sparsity == 0.9] == ["px", "pk-eval", "bn-train"]
+    # A variant is the trial its base method with those options is: listed as a method with
+    # the same options, it has the same key; a plain method's key does not depend on `row`.
+    as_options = expand_grid(load_config("quickstart", ["methods=[snip]", "snip.bn_mode=train", "sparsities=[0.5,0.9]", "seeds=2"]))
+    assert [s.key for s in as_options] == [s.key for s in specs if s.row_name == "snip-train"]
+    assert all(replace(s, row=None).key == s.key for s in specs)

@@ -49,3 +49,12 @@ def test_another_protocol_replaces_the_grid_and_says_how_to_get_it_back(tmp_path
     assert len(ResultStore(tmp_path).records()) == 2  # nothing deleted
     again = run_suite(load_config(str(summary.previous_config), ["executor=local"]), progress=False)
     assert again.counts == {"skipped": 1} and "| random " in (tmp_path / "results.md").read_text()
+
+
+def test_an_earlier_row_gives_way_to_a_variant_that_runs_the_same_trials(tmp_path):
+    run(tmp_path, "methods=[magnitude,snip]")
+    summary = run(tmp_path, "methods=[snip-eval]", "variants.snip-eval.method=snip", "variants.snip-eval.bn_mode=eval")
+    assert summary.counts == {"skipped": 1} and summary.replaced == 0
+    config = load_config(str(tmp_path / "config.yaml"))  # loads: no two rows of one content
+    assert config.methods == ["magnitude", "snip-eval"]
+    assert {r["row"] for r in load_run_records(tmp_path)} == {"magnitude", "snip-eval"}

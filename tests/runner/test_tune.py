@@ -13,9 +13,10 @@ from quick_trials import SMALL, small_specs
 from ray import tune
 
 from pai_bench.cli import main
-from pai_bench.config import RayConfig, ResourcesConfig
+from pai_bench.config import RayConfig, ResourcesConfig, load_config
 from pai_bench.errors import UserError
-from pai_bench.runner.tune import _location, _Recorder, plan_resources, run_tune
+from pai_bench.runner.grid import expand_grid
+from pai_bench.runner.tune import _location, _Recorder, _trial_name, plan_resources, run_tune
 from pai_bench.store import ResultStore
 from pai_bench.trial import data_key
 
@@ -165,3 +166,11 @@ def test_checkpoint_locations_keep_the_storage_uri():
     assert _location("/runs/q/ray", "/runs/q/ray/run-1/t/checkpoint_000002") == "/runs/q/ray/run-1/t/checkpoint_000002"
     assert _location("s3://bucket/pai/", "bucket/pai/run-1/t/checkpoint_000002") == "s3://bucket/pai/run-1/t/checkpoint_000002"
     assert _location("hdfs://name:9000/pai", "/pai/run-1/t/checkpoint_000002") == "hdfs://name:9000/pai/run-1/t/checkpoint_000002"
+
+
+def test_trial_names_say_the_row_a_variant_s_name_or_the_method():
+    config = load_config("quickstart", ["methods=[snip,snip-train]", "ablations=[shuffle]", "seeds=1", "sparsities=[0.9]"])
+    names = [_trial_name(SimpleNamespace(config={"trial": {"key": s.key, "spec": s.as_dict()}})) for s in expand_grid(config)]
+    keys = [s.key for s in expand_grid(config)]
+    assert names == [f"snip-s0.9-seed0-{keys[0]}", f"snip-train-s0.9-seed0-{keys[1]}", f"snip-shuffle-s0.9-seed0-{keys[2]}",
+                     f"snip-train-shuffle-s0.9-seed0-{keys[3]}"]  # fmt: skip
