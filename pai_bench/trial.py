@@ -48,7 +48,7 @@ NOT_IN_KEY = {
 }
 #: Fields added after trials were first keyed: hashed only when set (not None), so the trials
 #: that do not use them keep their keys, and their finished records.
-KEY_ONLY_WHEN_SET = {("ablation",), ("prune", "batch_size"), ("data", "rrc_scale"), ("data", "rrc_ratio")}
+KEY_ONLY_WHEN_SET = {("ablation",), ("levels",), ("prune", "batch_size"), ("data", "rrc_scale"), ("data", "rrc_ratio")}
 
 
 @dataclass(frozen=True)
@@ -64,6 +64,9 @@ class TrialSpec:
     suite: str = "custom"
     cell: str | None = None  # the suite's cell (None: a suite without cells); not in the key
     ablation: str | None = None  # shuffle | reinit | invert (pai_bench.ablations); None: the method as it is
+    # A trajectory method's (imp's) level densities up to this sparsity (pai_bench.levels): in
+    # the key, since the levels a mask went through change it. None for every other method.
+    levels: list[float] | None = None
     # Measurements beside the result (NTK at init): not in the key, since they change nothing
     # the trial computes; a finished trial rerun with them turned on is not run again.
     diagnostics: DiagnosticsConfig = field(default_factory=DiagnosticsConfig)
@@ -111,6 +114,7 @@ class TrialSpec:
             suite=data.get("suite", "custom"),
             cell=data.get("cell"),
             ablation=data.get("ablation"),
+            levels=data.get("levels"),
             diagnostics=DiagnosticsConfig(**data.get("diagnostics", {})),
         )
 

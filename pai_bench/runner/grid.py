@@ -7,6 +7,7 @@ import copy
 from pai_bench.ablations import applies_to
 from pai_bench.config import CellConfig, SuiteConfig
 from pai_bench.plugins import method_class, resolve_options
+from pai_bench.trajectory import is_trajectory_method, level_paths
 from pai_bench.trial import TrialSpec
 
 
@@ -23,13 +24,17 @@ def expand_grid(config: SuiteConfig) -> list[TrialSpec]:
     A method that keeps every weight (dense) runs once per seed and cell, at sparsity 0. Options
     are resolved with their defaults, so the record (and the key) says exactly what ran. Each
     of `config.ablations` adds, after a cell's plain trials of a seed, one trial per sparsity
-    for every method it applies to (those that choose masks by scores).
+    for every method it applies to (those that choose masks by scores). A trajectory method's
+    (imp's) trials carry the levels their masks go through; its executor runs them as one
+    trajectory per seed and cell (`pai_bench.trajectory`).
     """
     cells = suite_cells(config)
     options = {method: vars(resolve_options(method, config.options.get(method, {}))) for method in config.methods}
     runs = [(method, None) for method in config.methods]
     runs += [(method, ablation) for ablation in config.ablations for method in config.methods if applies_to(method)]
     specs = []
+    # A trajectory method's (imp's) trials say the levels their masks go through (in their key).
+    levels = {method: level_paths(method, options[method], config.sparsities) for method in config.methods if is_trajectory_method(method)}
     for seed in range(config.seeds):
         for name, cell in cells.items():
             for method, ablation in runs:
@@ -48,6 +53,7 @@ def expand_grid(config: SuiteConfig) -> list[TrialSpec]:
                             suite=config.suite,
                             cell=name,
                             ablation=ablation,
+                            levels=copy.deepcopy(levels[method][float(sparsity)]) if method in levels else None,
                             diagnostics=copy.deepcopy(config.diagnostics),
                         )
                     )
