@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import json
 import time
 import traceback
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -356,7 +357,9 @@ class _Run:
                 "masks": self.masks,
                 "rewind": self.rewind,
                 "train": training,
-                "records": self.records,
+                # JSON text: a record holds str subclasses (torch's version) that
+                # torch.load(weights_only=True) refuses
+                "records": json.dumps(self.records, default=str),
                 "level_masks": self.level_masks,
                 "trained_epochs": self.trained_epochs,
                 "prune_s": self.prune_s,
@@ -375,7 +378,7 @@ class _Run:
         self.level = int(saved["level"])
         self.masks = dict(saved["masks"])
         self.rewind = saved["rewind"]
-        self.records = list(saved["records"])
+        self.records = json.loads(saved["records"])
         self.level_masks = dict(saved["level_masks"])
         self.trained_epochs = int(saved["trained_epochs"])
         self.prune_s = float(saved["prune_s"])
