@@ -1,0 +1,51 @@
+"""Through Ray Tune, an imp trajectory is one Tune trial that writes the record of every
+sparsity it passes, beside an ordinary trial."""
+
+from __future__ import annotations
+
+import pytest
+import ray
+from quick_trials import small_specs
+from ray import tune
+
+from pai_bench.config import RayConfig, ResourcesConfig
+from pai_bench.runner.tune import run_tune
+from pai_bench.store import ResultStore
+from pai_bench.trial import data_key
+
+
+@pytest.fixture(scope="module")
+def ray_session():
+    ray.init(address="local", num_cpus=2, object_store_memory=150 * 2**20, include_dashboard=False, logging_level="WARNING")
+    yield
+    ray.shutdown()
+
+
+class TuneTrials(tune.Callback):
+    """The keys of the Tune trials started."""
+
+    def __init__(self) -> None:
+        self.started: list[str] = []
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        self.started.append(trial.config["trial"]["key"])
+
+
+def test_a_trajectory_is_one_tune_trial_that_writes_all_its_records(ray_session, tmp_path, quickstart):
+    specs = small_specs("methods=[imp,random]", "imp.fraction=0.5", "sparsities=[0.5,0.75]", "data.subset=40", "train.batch_size=20")
+    imp = [spec for spec in specs if spec.method == "imp"]
+    assert len(specs) == 4 and len(imp) == 2
+    seen = TuneTrials()
+    store = ResultStore(tmp_path)
+    datasets = {data_key(spec): quickstart for spec in specs}
+    counts = run_tune(specs, store, datasets, ResourcesConfig(cpu=1, gpu=0), RayConfig(), checkpoint_every=1, progress=False, callbacks=[seen])
+    assert counts == {"done": 4}
+    assert len(seen.started) == 3  # one trajectory, two random trials
+    records = {record["key"]: record for record in store.records()}
+    assert len(records) == 4
+    trajectory = {records[spec.key]["trajectory"]["key"] for spec in imp}
+    assert len(trajectory) == 1 and trajectory.pop() in seen.started  # both records from the one trial
+    assert len({records[spec.key]["runner"]["pid"] for spec in imp}) == 1
+    assert [records[spec.key]["trajectory"]["level"] for spec in imp] == [1, 2]
+    assert all(records[spec.key]["runner"]["executor"] == "tune" for spec in specs)
+    assert not list((tmp_path / "ray").glob("*/*/checkpoint_*"))  # a finished trajectory keeps no checkpoint
