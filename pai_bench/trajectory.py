@@ -100,6 +100,26 @@ def trajectory_epochs(spec: TrialSpec, levels: int) -> int:
     return spec.train.epochs + levels * (spec.train.epochs - rewind)
 
 
+def cost_lines(specs: Sequence[TrialSpec]) -> list[str]:
+    """What each trajectory method of a grid will train, for `pai-bench show` to say before a
+    run: a trajectory costs its levels' epochs, where a trial of any other method costs one
+    protocol."""
+    trajectories: dict[str, list[Trajectory]] = {}
+    for unit in work_units(specs):
+        if isinstance(unit, Trajectory):
+            trajectories.setdefault(unit.base.method, []).append(unit)
+    lines = []
+    for method, units in trajectories.items():
+        longest = max(units, key=lambda unit: unit.epochs)
+        levels = len(longest.members[-1].levels or []) + 1
+        lines.append(
+            f"# {method}: one trajectory per seed and cell: {levels} trained levels (to {100 * longest.members[-1].sparsity:g} % "
+            f"sparsity), {longest.epochs} epochs of training each (a trial of another method trains {longest.base.train.epochs}); "
+            f"{len(units)} trajectories, {sum(unit.epochs for unit in units)} epochs in all"
+        )
+    return lines
+
+
 def work_units(specs: Sequence[TrialSpec]) -> list[TrialSpec | Trajectory]:
     """`specs` as units of work: each trial alone, the plain trials of a trajectory method
     grouped into their trajectory (placed where its first member was)."""
@@ -121,8 +141,16 @@ def member_specs(unit: TrialSpec | Trajectory) -> tuple[TrialSpec, ...]:
     return unit.members if isinstance(unit, Trajectory) else (unit,)
 
 
-def unit_key(unit: TrialSpec | Trajectory) -> str:
-    return unit.key
+def needs_reached_masks(unit: TrialSpec | Trajectory) -> bool:
+    """Whether `unit` is an ablated trial of a trajectory method: it starts from the masks the
+    trajectory reached (`reached_masks_key`), so it runs after the trajectories."""
+    return isinstance(unit, TrialSpec) and unit.ablation is not None and is_trajectory_method(unit.method)
+
+
+def reached_masks_key(spec: TrialSpec) -> str:
+    """The key the masks an ablated trial of a trajectory method starts from are kept under:
+    that of the trajectory's record at its sparsity."""
+    return replace(spec, ablation=None).key
 
 
 def run_trajectory(

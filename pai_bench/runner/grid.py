@@ -31,7 +31,7 @@ def expand_grid(config: SuiteConfig) -> list[TrialSpec]:
     cells = suite_cells(config)
     options = {method: vars(resolve_options(method, config.options.get(method, {}))) for method in config.methods}
     runs = [(method, None) for method in config.methods]
-    runs += [(method, ablation) for ablation in config.ablations for method in config.methods if applies_to(method)]
+    runs += [(method, ablation) for ablation in config.ablations for method in config.methods if applies_to(method, ablation)]
     specs = []
     # A trajectory method's (imp's) trials say the levels their masks go through (in their key).
     levels = {method: level_paths(method, options[method], config.sparsities) for method in config.methods if is_trajectory_method(method)}

@@ -24,7 +24,7 @@ from tqdm import tqdm
 from pai_bench.data import Dataset
 from pai_bench.runner.checkpoints import FileCheckpoint, resume_point
 from pai_bench.store import FINAL_STATUSES, ResultStore
-from pai_bench.trajectory import Trajectory, member_specs, run_trajectory, work_units
+from pai_bench.trajectory import Trajectory, member_specs, needs_reached_masks, reached_masks_key, run_trajectory, work_units
 from pai_bench.trial import TrialSpec, base_record, data_key, run_trial
 
 
@@ -44,7 +44,8 @@ def run_local(
     units = [unit for unit in work_units(specs) if any(spec.key in unfinished for spec in member_specs(unit))]
     # A dataset's trials run together, so a `SuiteDatasets` reads each dataset once.
     keys = list(dict.fromkeys(data_key(member_specs(unit)[0]) for unit in units))
-    units.sort(key=lambda unit: keys.index(data_key(member_specs(unit)[0])))
+    # An ablated trial of a trajectory method starts from the masks its trajectory reached.
+    units.sort(key=lambda unit: (keys.index(data_key(member_specs(unit)[0])), needs_reached_masks(unit)))
     counts: Counter = +Counter(skipped=len(specs) - len(todo))  # unary + drops a zero count
     bar = tqdm(total=len(todo), unit="trial", disable=not progress, file=sys.stderr, dynamic_ncols=True)
 
@@ -62,7 +63,8 @@ def run_local(
             if isinstance(unit, Trajectory):
                 _run_trajectory(unit, store, dataset, checkpoint_every, finished)
             else:
-                finished(_run_one(unit, store, dataset, checkpoint_every))
+                masks = store.read_masks(reached_masks_key(unit)) if needs_reached_masks(unit) else None
+                finished(_run_one(unit, store, dataset, checkpoint_every, masks))
     finally:
         bar.close()
     return counts
@@ -72,7 +74,7 @@ def checkpoint_folder(store: ResultStore) -> Path:
     return store.root / "checkpoints"
 
 
-def _run_one(spec: TrialSpec, store: ResultStore, dataset: Dataset, checkpoint_every: int) -> dict:
+def _run_one(spec: TrialSpec, store: ResultStore, dataset: Dataset, checkpoint_every: int, masks: dict | None = None) -> dict:
     """Run one trial, its running record naming its latest checkpoint; write its record."""
     running = base_record(spec, "running")
     point = resume_point(store.read(spec.key))
@@ -86,7 +88,7 @@ def _run_one(spec: TrialSpec, store: ResultStore, dataset: Dataset, checkpoint_e
         store.write(running)
 
     checkpoint = FileCheckpoint(path, checkpoint_every, resume_from=point["path"] if point else None, on_save=saved)
-    record = run_trial(spec, dataset=dataset, checkpoint=checkpoint)
+    record = run_trial(spec, dataset=dataset, checkpoint=checkpoint, masks=masks)
     record["runner"] = _runner()
     if record["status"] == "failed" and "checkpoint" in running:
         record["checkpoint"] = running["checkpoint"]  # the next run resumes from it
@@ -115,6 +117,8 @@ def _run_trajectory(trajectory: Trajectory, store: ResultStore, dataset: Dataset
             store.write(record)
 
     def reached(record: dict, masks: dict | None) -> None:
+        if masks is not None and store.read_masks(record["key"]) is None:
+            store.write_masks(record["key"], masks)  # for the ablated trials of this mask
         before = running.pop(record["key"], None)
         if before is None:  # done in an earlier run, handed out again from the checkpoint
             return

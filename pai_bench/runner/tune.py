@@ -26,6 +26,7 @@ It knows nothing about pruning, and a trial knows nothing about Ray: this module
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import logging
@@ -49,12 +50,14 @@ from pai_bench.data import Dataset
 from pai_bench.errors import UserError
 from pai_bench.runner.checkpoints import STATE_FILE, read_checkpoint, read_state, resume_point
 from pai_bench.runner.shared_data import share, unshare
-from pai_bench.store import ResultStore
-from pai_bench.trajectory import Trajectory, member_specs, run_trajectory, work_units
+from pai_bench.store import ResultStore, masks_from_bytes, masks_to_bytes
+from pai_bench.trajectory import Trajectory, member_specs, needs_reached_masks, reached_masks_key, run_trajectory, work_units
 from pai_bench.trial import TrialSpec, base_record, data_key, run_trial
 
 #: The metric of a trial's last report that carries its record (as JSON) to the driver.
 RECORD = "pai_bench_record"
+#: The metric that carries the masks a trajectory reached (for its ablated trials), beside its record.
+MASKS = "pai_bench_masks"
 
 #: Tune's console output gives way to one progress line: the legacy output engine at verbose=0
 #: prints nothing (the new one always prints its banner); forced experiment snapshots (due to
@@ -97,10 +100,15 @@ def run_tune(
             request = _request(resources, todo, strict=not joined)
             bar = tqdm(total=len(todo), unit="trial", disable=not progress, file=sys.stderr, dynamic_ncols=True)
             recorder = _Recorder(store, {unit.key: unit for unit in units}, storage, bar)
-            tuner = _tuner(units, store, datasets, request, ray_config, checkpoint_every, storage, [recorder, *callbacks])
+            # An ablated trial of a trajectory method starts from the masks its trajectory
+            # reached: such trials are a second experiment, after the first.
+            phases = [[unit for unit in units if needs_reached_masks(unit) == later] for later in (False, True)]
             try:
                 with _environment(QUIET_TUNE):
-                    tuner.fit()
+                    for phase, batch in enumerate(batch for batch in phases if batch):
+                        reached = [store.read_masks(reached_masks_key(unit)) if needs_reached_masks(unit) else None for unit in batch]
+                        tuner = _tuner(batch, store, datasets, request, ray_config, checkpoint_every, storage, [recorder, *callbacks], reached, phase)
+                        tuner.fit()
             finally:
                 bar.close()
         for spec in todo:
@@ -134,14 +142,19 @@ def _tuner(
     checkpoint_every: int,
     storage: str,
     callbacks: list,
+    reached: Sequence[Any] = (),
+    phase: int = 0,
 ) -> tune.Tuner:
     """One Tune experiment whose trials are `todo` (trials and trajectories), each resuming
     from its records' checkpoint."""
     keys = list(dict.fromkeys(data_key(member_specs(unit)[0]) for unit in todo))
     # Once per dataset, shared by the trials; each is in the object store before the next loads.
     data_refs = [ray.put(share(datasets[key])) for key in keys]
+    # The masks an ablated trial of a trajectory method starts from, each put once.
+    mask_refs = [ray.put(masks) for masks in reached if masks is not None]
+    mask_index = iter(range(len(mask_refs)))
     trials = []
-    for unit in todo:
+    for unit, masks in zip(todo, list(reached) or [None] * len(todo)):
         members = member_specs(unit)
         trial = {
             "key": unit.key,
@@ -152,9 +165,10 @@ def _tuner(
         }
         if isinstance(unit, Trajectory):
             trial["trajectory"] = [spec.as_dict() for spec in members]
+        trial["masks"] = next(mask_index) if masks is not None else None
         trials.append(trial)
     return tune.Tuner(
-        tune.with_resources(tune.with_parameters(_trainable, datasets=data_refs), request),
+        tune.with_resources(tune.with_parameters(_trainable, datasets=data_refs, masks=mask_refs), request),
         param_space={"trial": tune.grid_search(trials)},
         tune_config=tune.TuneConfig(
             max_concurrent_trials=ray_config.max_concurrent or None,
@@ -165,7 +179,7 @@ def _tuner(
         run_config=tune.RunConfig(
             # A new experiment per invocation: a resumed trial reads its checkpoint from the
             # earlier experiment's folder, which this one never writes into.
-            name=f"run-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}",
+            name=f"run-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}" + (f"-{phase}" if phase else ""),
             storage_path=storage,
             failure_config=tune.FailureConfig(max_failures=ray_config.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
@@ -262,7 +276,7 @@ def _trial_name(trial: Any) -> str:
     return f"{cell}{spec['method']}{ablation}-s{spec['sparsity']:g}-seed{spec['seed']}-{config['key']}"
 
 
-def _trainable(config: dict[str, Any], datasets: list) -> None:
+def _trainable(config: dict[str, Any], datasets: list, masks: list = ()) -> None:
     """One trial in a Tune worker: run it with Tune's hooks, then report its record."""
     logging.getLogger("ray.train").setLevel(logging.WARNING)  # one line per checkpoint otherwise
     # Ray sets OMP_NUM_THREADS to the trial's CPUs only where the driver's environment left it
@@ -273,7 +287,7 @@ def _trainable(config: dict[str, Any], datasets: list) -> None:
     hook = TuneCheckpoint(trial["checkpoint_every"], (trial["resume"] or {}).get("path"))
     dataset = unshare(ray.get(datasets[trial["data"]]))
 
-    def report(record: dict[str, Any], masks: Any = None) -> None:
+    def report(record: dict[str, Any], reached: Any = None) -> None:
         record["runner"] = {
             "executor": "tune",
             "node": ray.get_runtime_context().get_node_id(),
@@ -282,14 +296,18 @@ def _trainable(config: dict[str, Any], datasets: list) -> None:
             "pid": os.getpid(),
             "threads": torch.get_num_threads(),
         }
-        tune.report({"status": record["status"], RECORD: json.dumps(record, default=_plain)})
+        metrics = {"status": record["status"], RECORD: json.dumps(record, default=_plain)}
+        if reached is not None:  # for the ablated trials of this mask, which the driver keeps
+            metrics[MASKS] = base64.b64encode(masks_to_bytes(reached)).decode()
+        tune.report(metrics)
 
     if trial.get("trajectory"):
         # One trajectory, one Tune trial: a report per record, as the trajectory reaches it.
         members = tuple(TrialSpec.from_dict(spec) for spec in trial["trajectory"])
         run_trajectory(Trajectory(members), dataset=dataset, checkpoint=hook, on_record=report, on_epoch=hook.report)
         return
-    report(run_trial(TrialSpec.from_dict(trial["spec"]), on_epoch=hook.report, dataset=dataset, checkpoint=hook))
+    given = ray.get(masks[trial["masks"]]) if trial.get("masks") is not None else None
+    report(run_trial(TrialSpec.from_dict(trial["spec"]), on_epoch=hook.report, dataset=dataset, checkpoint=hook, masks=given))
 
 
 class TuneCheckpoint:
@@ -385,6 +403,9 @@ class _Recorder(tune.Callback):
             return
         # Taken out of the result, so Tune's own logs and experiment state stay small.
         record = json.loads(result.pop(RECORD))
+        reached = result.pop(MASKS, None)
+        if reached is not None and self.store.read_masks(record["key"]) is None:
+            self.store.write_masks(record["key"], masks_from_bytes(base64.b64decode(reached)))
         if record["key"] not in self.running:  # done before this run, handed out again by a resumed trajectory
             return
         if record["status"] == "failed" and self.running.get(record["key"], {}).get("checkpoint"):
