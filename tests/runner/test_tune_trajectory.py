@@ -1,7 +1,9 @@
 """Through Ray Tune, an imp trajectory is one Tune trial that writes the record of every
-sparsity it passes, beside an ordinary trial."""
+sparsity it passes, and its ablated trials run after it, from the masks it reached."""
 
 from __future__ import annotations
+
+import dataclasses
 
 import pytest
 import ray
@@ -32,15 +34,15 @@ class TuneTrials(tune.Callback):
 
 
 def test_a_trajectory_is_one_tune_trial_that_writes_all_its_records(ray_session, tmp_path, quickstart):
-    specs = small_specs("methods=[imp,random]", "imp.fraction=0.5", "sparsities=[0.5,0.75]", "data.subset=40", "train.batch_size=20")
-    imp = [spec for spec in specs if spec.method == "imp"]
+    specs = small_specs("methods=[imp]", "ablations=[shuffle]", "imp.fraction=0.5", "sparsities=[0.5,0.75]", "data.subset=40", "train.batch_size=20")
+    imp = [spec for spec in specs if not spec.ablation]
     assert len(specs) == 4 and len(imp) == 2
     seen = TuneTrials()
     store = ResultStore(tmp_path)
     datasets = {data_key(spec): quickstart for spec in specs}
     counts = run_tune(specs, store, datasets, ResourcesConfig(cpu=1, gpu=0), RayConfig(), checkpoint_every=1, progress=False, callbacks=[seen])
     assert counts == {"done": 4}
-    assert len(seen.started) == 3  # one trajectory, two random trials
+    assert len(seen.started) == 3  # one trajectory, then its two shuffled masks
     records = {record["key"]: record for record in store.records()}
     assert len(records) == 4
     trajectory = {records[spec.key]["trajectory"]["key"] for spec in imp}
@@ -48,4 +50,8 @@ def test_a_trajectory_is_one_tune_trial_that_writes_all_its_records(ray_session,
     assert len({records[spec.key]["runner"]["pid"] for spec in imp}) == 1
     assert [records[spec.key]["trajectory"]["level"] for spec in imp] == [1, 2]
     assert all(records[spec.key]["runner"]["executor"] == "tune" for spec in specs)
+    for spec in specs:
+        if spec.ablation:  # the trajectory's masks at that sparsity, shuffled within each layer
+            plain = records[dataclasses.replace(spec, ablation=None).key]
+            assert [layer["kept"] for layer in records[spec.key]["masks"]["layers"]] == [layer["kept"] for layer in plain["masks"]["layers"]]
     assert not list((tmp_path / "ray").glob("*/*/checkpoint_*"))  # a finished trajectory keeps no checkpoint
