@@ -3,8 +3,9 @@ Frankle et al., "Linear Mode Connectivity and the Lottery Ticket Hypothesis", IC
 
 Train the network under the suite's protocol, remove `fraction` of the weights it still keeps
 by global magnitude of the trained weights, set the kept weights back to their values at the
-rewind point, and repeat. The reference every PaI method tries to reach without training; its
-masks cost training (a trajectory to sparsity s trains L levels), PaI's cost none.
+rewind point, and repeat: one trajectory per seed passes through every sparsity of the grid.
+The reference PaI methods try to reach without training; its masks cost training (level L
+trains L + 1 times), PaI's none, so no standard suite runs it: add it with methods=[...,imp].
 
 How the reference code computes it, and pai-bench's choices:
 - OpenLTH (Facebook's lottery-ticket framework, `lottery/runner.py`, `pruning/sparse_global.py`):
