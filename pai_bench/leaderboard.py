@@ -496,8 +496,8 @@ def _trained_mask_lines(records: Sequence[Mapping[str, Any]]) -> list[str]:
         spans = ", ".join(f"{epochs} at {sparsity_label(sparsity)}" for sparsity, epochs in sorted(by_sparsity.items()))
         lines.append(
             f"- {method}'s masks cost training, unlike the PaI methods' (pruned at initialisation, before any): "
-            f"one trajectory per seed trains, prunes and rewinds level by level, and its mask at a sparsity took "
-            f"epochs of training before the trial's own ({spans})."
+            f"one trajectory per seed trains, prunes and rewinds level by level. Epochs of training its mask took "
+            f"before the trial's own (`mask_train_epochs`): {spans}."
         )
     return lines
 

@@ -30,6 +30,8 @@ def results_frame(records: list[dict]) -> pd.DataFrame:
                 "test_acc": record.get("test_acc"),
                 **{column: record.get(column) for column in SIZE_COLUMNS},
                 "budget": budget.get("ratio"),
+                # the training a trajectory method's (imp's) mask took before the trial's own
+                "mask_train_epochs": record.get("mask_train_epochs"),
                 "ablation": record.get("ablation"),
                 "suite": record.get("suite"),
                 "cell": record.get("cell"),

@@ -115,7 +115,7 @@ def cost_lines(specs: Sequence[TrialSpec]) -> list[str]:
         lines.append(
             f"# {method}: one trajectory per seed and cell: {levels} trained levels (to {100 * longest.members[-1].sparsity:g} % "
             f"sparsity), {longest.epochs} epochs of training each (a trial of another method trains {longest.base.train.epochs}); "
-            f"{len(units)} trajectories, {sum(unit.epochs for unit in units)} epochs in all"
+            f"{len(units)} {'trajectory' if len(units) == 1 else 'trajectories'}, {sum(unit.epochs for unit in units)} epochs in all"
         )
     return lines
 
