@@ -339,6 +339,8 @@ class TuneCheckpoint:
             return None
 
     def save(self, state: dict[str, Any]) -> None:
+        if self._staged:  # not reported yet (a trajectory saves at a level's start): superseded
+            shutil.rmtree(self._staged, ignore_errors=True)
         self._staged = tempfile.mkdtemp(prefix="pai-bench-checkpoint-")
         torch.save(state, Path(self._staged) / STATE_FILE)
 
