@@ -61,7 +61,8 @@ def is_trajectory_method(method: str) -> bool:
 def level_paths(method: str, options: Mapping[str, Any], sparsities: Iterable[float]) -> dict[float, list[float]]:
     """For each sparsity, the densities of the levels the method's mask goes through."""
     instance = create_method(method, options)
-    assert isinstance(instance, TrajectoryMethod)
+    if not isinstance(instance, TrajectoryMethod):
+        raise TypeError(f"{method} is not a trajectory method")
     return instance.plan([float(s) for s in sparsities])
 
 
@@ -123,18 +124,28 @@ def cost_lines(specs: Sequence[TrialSpec]) -> list[str]:
 def work_units(specs: Sequence[TrialSpec]) -> list[TrialSpec | Trajectory]:
     """`specs` as units of work: each trial alone, the plain trials of a trajectory method
     grouped into their trajectory (placed where its first member was)."""
-    units: list[TrialSpec | Trajectory] = []
     groups: dict[str, list[TrialSpec]] = {}
     for spec in specs:
-        if spec.ablation is None and is_trajectory_method(spec.method):
-            group = replace(spec, sparsity=0.0, levels=None).key
-            if group not in groups:
-                groups[group] = []
-                units.append(group)  # type: ignore[arg-type]  # replaced below
-            groups[group].append(spec)
-        else:
+        if _in_trajectory(spec):
+            groups.setdefault(_trajectory_group(spec), []).append(spec)
+    units: list[TrialSpec | Trajectory] = []
+    placed: set[str] = set()
+    for spec in specs:
+        if not _in_trajectory(spec):
             units.append(spec)
-    return [Trajectory(tuple(sorted(groups[unit], key=lambda s: s.sparsity))) if isinstance(unit, str) else unit for unit in units]
+        elif (group := _trajectory_group(spec)) not in placed:
+            placed.add(group)
+            units.append(Trajectory(tuple(sorted(groups[group], key=lambda member: member.sparsity))))
+    return units
+
+
+def _in_trajectory(spec: TrialSpec) -> bool:
+    return spec.ablation is None and is_trajectory_method(spec.method)
+
+
+def _trajectory_group(spec: TrialSpec) -> str:
+    """What a trajectory's members share: everything but the sparsity and its levels."""
+    return replace(spec, sparsity=0.0, levels=None).key
 
 
 def member_specs(unit: TrialSpec | Trajectory) -> tuple[TrialSpec, ...]:

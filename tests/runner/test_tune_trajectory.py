@@ -13,6 +13,7 @@ from ray import tune
 from pai_bench.config import RayConfig, ResourcesConfig
 from pai_bench.runner.tune import run_tune
 from pai_bench.store import ResultStore
+from pai_bench.trajectory import work_units
 from pai_bench.trial import data_key
 
 
@@ -55,3 +56,34 @@ def test_a_trajectory_is_one_tune_trial_that_writes_all_its_records(ray_session,
             plain = records[dataclasses.replace(spec, ablation=None).key]
             assert [layer["kept"] for layer in records[spec.key]["masks"]["layers"]] == [layer["kept"] for layer in plain["masks"]["layers"]]
     assert not list((tmp_path / "ray").glob("*/*/checkpoint_*"))  # a finished trajectory keeps no checkpoint
+
+
+class KillAtCheckpoint(tune.Callback):
+    """Kills the worker of the trial with `key` once, at its `nth` checkpoint."""
+
+    def __init__(self, key: str, nth: int) -> None:
+        self.key = key
+        self.nth = nth
+        self.seen = 0
+
+    def on_checkpoint(self, iteration, trials, trial, checkpoint, **info):
+        if trial.config["trial"]["key"] == self.key:
+            self.seen += 1
+            if self.seen == self.nth:
+                ray.kill(trial.temporary_state.ray_actor)
+
+
+def test_a_lost_trajectory_worker_resumes_from_its_checkpoint(ray_session, tmp_path, quickstart):
+    specs = small_specs("methods=[imp]", "imp.fraction=0.5", "sparsities=[0.5,0.75]", "data.subset=40", "train.batch_size=20", "train.epochs=2")
+    [trajectory] = work_units(specs)
+    killer = KillAtCheckpoint(trajectory.key, nth=3)  # level 0's two epochs, then level 1's first
+    store = ResultStore(tmp_path)
+    datasets = {data_key(spec): quickstart for spec in specs}
+    counts = run_tune(specs, store, datasets, ResourcesConfig(cpu=1, gpu=0), RayConfig(), checkpoint_every=1, progress=False, callbacks=[killer])
+    assert counts == {"done": 2} and killer.seen >= 3
+    records = [store.read(spec.key) for spec in specs]
+    # Retried from a checkpoint of level 1 or later (the worker may have gone on a little while
+    # the driver killed it), not from the start.
+    assert records[1]["trajectory"]["resumed_from"]["level"] >= 1
+    assert [r["trajectory"]["level"] for r in records] == [1, 2] and [len(r["epochs"]) for r in records] == [2, 2]
+    assert len(store.records()) == 2
