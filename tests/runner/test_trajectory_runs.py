@@ -4,6 +4,9 @@ when rerun, with the records of an uninterrupted run."""
 
 from __future__ import annotations
 
+import io
+
+import pandas as pd
 import pytest
 from quick_trials import SMALL, small_specs
 
@@ -49,6 +52,10 @@ def test_imp_with_its_ablations_in_a_suite(tmp_path, capsys):
     assert "| imp " in leaderboard and "imp (shuffled)" in leaderboard
     assert "masks cost training" in leaderboard
     assert not list((out / "checkpoints").iterdir())  # a finished trajectory keeps no checkpoint
+    assert main(["results", str(out), "--format", "csv"]) == 0
+    table = pd.read_csv(io.StringIO(capsys.readouterr().out))
+    imp = table[(table["method"] == "imp") & table["ablation"].isna()]
+    assert sorted(imp["mask_train_epochs"]) == [1, 2]  # level 1's mask took level 0's epoch, level 2's two
 
 
 class Killed(BaseException):
