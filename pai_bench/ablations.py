@@ -9,6 +9,10 @@ Networks at Initialization: Why Are We Missing the Mark?").
 - `invert`: keep the lowest scores instead of the highest, in every round (the driver's
   `invert`).
 
+For a trajectory method (imp) shuffle and reinit are the lottery ticket's own controls
+(Frankle & Carbin, ICLR 2019): the mask its trajectory reached at the sparsity, shuffled or on
+fresh weights, trained as a trial. Invert does not apply: it has no scores at initialisation.
+
 An ablated trial is a trial like any other with its own key; the leaderboard shows it as
 `snip (shuffled)` and tests it against the unablated method.
 """
@@ -22,10 +26,12 @@ import torch
 
 from pai_bench.errors import unknown_choice
 from pai_bench.masks import Masks
-from pai_bench.method import ScoreMethod
+from pai_bench.method import ScoreMethod, TrajectoryMethod
 from pai_bench.plugins import method_class
 
 ABLATIONS = ("shuffle", "reinit", "invert")
+#: The ablations of a trajectory method's masks.
+TRAJECTORY_ABLATIONS = ("shuffle", "reinit")
 LABELS = {"shuffle": "shuffled", "reinit": "reinitialised", "invert": "inverted"}
 
 
@@ -35,9 +41,12 @@ def check_ablation(name: str) -> str:
     return name
 
 
-def applies_to(method: str) -> bool:
-    """Ablations need masks chosen by scores: not dense, not architecture methods."""
+def applies_to(method: str, ablation: str | None = None) -> bool:
+    """Whether `ablation` (None: any ablation) applies to `method`. Ablations need masks chosen
+    by scores (not dense, not architecture methods) or by a trajectory (imp: not invert)."""
     cls = method_class(method)
+    if issubclass(cls, TrajectoryMethod):
+        return ablation is None or ablation in TRAJECTORY_ABLATIONS
     return issubclass(cls, ScoreMethod) and not cls.keeps_everything
 
 

@@ -141,8 +141,14 @@ def _list(args: argparse.Namespace) -> int:
 
 def _show(args: argparse.Namespace) -> int:
     from pai_bench.config import to_yaml
+    from pai_bench.runner.grid import expand_grid
+    from pai_bench.trajectory import cost_lines
 
-    print(to_yaml(_config(args.overrides)), end="")
+    config = _config(args.overrides)
+    print(to_yaml(config), end="")
+    # What a trajectory method (imp) will train: its masks cost training, unlike PaI's.
+    for line in cost_lines(expand_grid(config)):
+        print(line)
     return 0
 
 

@@ -504,6 +504,23 @@ def _footer(analysis: Analysis, records: Sequence[Mapping[str, Any]], version: s
         "in their cell; a cell with a different seed count than the rest says n.",
         f"- {_versions(records)}Leaderboard written by pai-bench {version} on {date}.",
     ]
+    return lines[:-1] + _trained_mask_lines(records) + lines[-1:]
+
+
+def _trained_mask_lines(records: Sequence[Mapping[str, Any]]) -> list[str]:
+    """A note per method whose masks cost training (imp: the record's `mask_train_epochs`)."""
+    costs: dict[str, dict[float, int]] = {}
+    for record in records:
+        if record.get("mask_train_epochs") is not None and not record.get("ablation"):
+            costs.setdefault(str(record.get("method")), {})[float(record["sparsity"])] = int(record["mask_train_epochs"])
+    lines = []
+    for method, by_sparsity in sorted(costs.items()):
+        spans = ", ".join(f"{epochs} at {sparsity_label(sparsity)}" for sparsity, epochs in sorted(by_sparsity.items()))
+        lines.append(
+            f"- {method}'s masks cost training, unlike the PaI methods' (pruned at initialisation, before any): "
+            f"one trajectory per seed trains, prunes and rewinds level by level. Epochs of training its mask took "
+            f"before the trial's own (`mask_train_epochs`): {spans}."
+        )
     return lines
 
 

@@ -99,6 +99,31 @@ class ArchitectureMethod(Method):
         return 1.0
 
 
+class TrajectoryMethod(Method):
+    """A method whose masks come from training (iterative magnitude pruning): each level trains
+    the masked network, prunes some of the weights it kept and rewinds the rest.
+
+    One trajectory per seed passes through every sparsity of a suite's grid, so it runs as one
+    unit of work (`pai_bench.trajectory`) that writes a record per sparsity, not through
+    `prune`. A method of this kind scores the *trained* weights and plans the levels.
+    """
+
+    def plan(self, sparsities: Sequence[float]) -> dict[float, list[float]]:
+        """For each sparsity, the densities of the levels its mask goes through (level 1 on)."""
+        raise NotImplementedError
+
+    def rewind_epoch(self) -> int:
+        """The epoch whose weights each level after the first starts from (0: the init)."""
+        return 0
+
+    def prunes_classifier(self) -> bool:
+        return True
+
+    def score(self, model: nn.Module, masks: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Scores of the trained `model`'s masked weights; higher scores are kept."""
+        raise NotImplementedError
+
+
 def check_choice(option: str, value: str, choices: Sequence[str]) -> None:
     """For an option's `__post_init__`: a one-line error naming the value and the choices."""
     if value not in choices:

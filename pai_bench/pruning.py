@@ -28,7 +28,7 @@ from torch import nn
 
 from pai_bench.errors import UserError
 from pai_bench.masks import LayerStat, Masks, apply_masks, architecture_stats, full_masks, layer_stats, prunable_parameters
-from pai_bench.method import ArchitectureMethod, Batch, Method, ScoreMethod
+from pai_bench.method import ArchitectureMethod, Batch, Method, ScoreMethod, TrajectoryMethod
 from pai_bench.plugins import create_method
 from pai_bench.variants import method_options
 
@@ -319,6 +319,11 @@ def prune(
         raise TypeError("pass options either in the Method instance or as keywords, not both")
     if method.keeps_everything and sparsity != 0.0:
         raise UserError(f"method {method.name!r} keeps every weight; its sparsity must be 0, got {sparsity}")
+    if isinstance(method, TrajectoryMethod):
+        raise UserError(
+            f"{method.name} trains inside pruning: it runs as a trajectory of a suite (methods=[...,{method.name}], "
+            "pai_bench.trajectory), not on an untrained network"
+        )
     exclude = list(exclude)
     if isinstance(method, ArchitectureMethod) and exclude:
         raise UserError(

@@ -34,6 +34,8 @@ def results_frame(records: list[dict]) -> pd.DataFrame:
                 "row": record_row_name(record),
                 **{column: record.get(column) for column in SIZE_COLUMNS},
                 "budget": budget.get("ratio"),
+                # the training a trajectory method's (imp's) mask took before the trial's own
+                "mask_train_epochs": record.get("mask_train_epochs"),
                 "ablation": record.get("ablation"),
                 "options": option_text(record.get("options") or {}),
                 "suite": record.get("suite"),

@@ -28,11 +28,11 @@ from pai_bench.data.splits import class_balanced_indices, stratified_subset
 from pai_bench.diagnostics import ntk_diagnostics
 from pai_bench.errors import UserError
 from pai_bench.flops import trial_figures
-from pai_bench.masks import apply_masks, layer_stats
-from pai_bench.method import ArchitectureMethod
+from pai_bench.masks import Masks, apply_masks, layer_stats
+from pai_bench.method import ArchitectureMethod, TrajectoryMethod
 from pai_bench.models import build_model
 from pai_bench.plugins import create_method
-from pai_bench.pruning import prune
+from pai_bench.pruning import PruneResult, prune
 from pai_bench.training import Diverged, EpochCallback, eval_loader, resolve_device, scale_schedule, train, train_loader
 from pai_bench.version import __version__
 
@@ -48,7 +48,7 @@ NOT_IN_KEY = {
 }
 #: Fields added after trials were first keyed: hashed only when set (not None), so the trials
 #: that do not use them keep their keys, and their finished records.
-KEY_ONLY_WHEN_SET = {("ablation",), ("prune", "batch_size"), ("data", "rrc_scale"), ("data", "rrc_ratio")}
+KEY_ONLY_WHEN_SET = {("ablation",), ("levels",), ("prune", "batch_size"), ("data", "rrc_scale"), ("data", "rrc_ratio")}
 
 
 @dataclass(frozen=True)
@@ -64,6 +64,9 @@ class TrialSpec:
     suite: str = "custom"
     cell: str | None = None  # the suite's cell (None: a suite without cells); not in the key
     ablation: str | None = None  # shuffle | reinit | invert (pai_bench.ablations); None: the method as it is
+    # A trajectory method's (imp's) level densities up to this sparsity (pai_bench.levels): in
+    # the key, since the levels a mask went through change it. None for every other method.
+    levels: list[float] | None = None
     # Measurements beside the result (NTK at init): not in the key, since they change nothing
     # the trial computes; a finished trial rerun with them turned on is not run again.
     diagnostics: DiagnosticsConfig = field(default_factory=DiagnosticsConfig)
@@ -119,6 +122,7 @@ class TrialSpec:
             suite=data.get("suite", "custom"),
             cell=data.get("cell"),
             ablation=data.get("ablation"),
+            levels=data.get("levels"),
             diagnostics=DiagnosticsConfig(**data.get("diagnostics", {})),
             row=data.get("row"),
         )
@@ -202,8 +206,12 @@ def run_trial(
     on_epoch: EpochCallback | None = None,
     dataset: Dataset | None = None,
     checkpoint: CheckpointHook | None = None,
+    masks: Masks | None = None,
 ) -> dict[str, Any]:
     """Run the trial and return its record: done, diverged, or failed with the reason.
+
+    `masks` are, for an ablated trial of a trajectory method (imp), the masks its trajectory
+    reached at this sparsity and seed (the executor keeps them); other trials choose their own.
 
     A bad config (UserError) or an internal error is recorded as `failed`, so a suite goes on
     past one broken trial and nothing finished before it is lost. With a `checkpoint` hook the
@@ -215,7 +223,7 @@ def run_trial(
     started = time.perf_counter()
     try:
         dataset = dataset or load_trial_data(spec)
-        _run(spec, dataset, record, on_epoch, checkpoint)
+        _run(spec, dataset, record, on_epoch, checkpoint, masks)
         record["status"] = "done"
     except Diverged as error:
         record.update(status="diverged", error=str(error))
@@ -237,6 +245,7 @@ def _run(
     record: dict[str, Any],
     on_epoch: EpochCallback | None,
     checkpoint: CheckpointHook | None,
+    reached: Masks | None = None,
 ) -> None:
     device = resolve_device(spec.train.device)
     record["device"] = str(device)
@@ -248,7 +257,7 @@ def _run(
         masks = {name: mask.to(device) for name, mask in saved["masks"].items()}
         setup = saved["setup"]
     else:
-        model, masks, setup = _prune(spec, dataset, device)
+        model, masks, setup = _prune(spec, dataset, device, reached)
         if saved is not None:  # a model not from build_model: pruned again, for its architecture
             masks = {name: mask.to(device) for name, mask in saved["masks"].items()}
             setup = saved["setup"]
@@ -308,13 +317,13 @@ def _run(
     record["train_loss"] = epochs[-1]["train_loss"]
 
 
-def _prune(spec: TrialSpec, dataset: Dataset, device: torch.device) -> tuple[torch.nn.Module, dict, dict[str, Any]]:
+def _prune(spec: TrialSpec, dataset: Dataset, device: torch.device, reached: Masks | None = None) -> tuple[torch.nn.Module, dict, dict[str, Any]]:
     """Build and prune the trial's model: the network to train, its masks, and the record's
     fields about them (options, masks, timings, size figures, train budget, extras, and the
     diagnostics at init when asked for)."""
     if spec.ablation is not None:
         check_ablation(spec.ablation)
-        if not applies_to(spec.method):
+        if not applies_to(spec.method, spec.ablation):
             raise UserError(f"ablation {spec.ablation!r} does not apply to {spec.method!r}: it chooses no mask by scores")
     model_options = {"weights": spec.model.weights} if spec.model.weights else {}
     model = build_model(spec.model.name, num_classes=dataset.num_classes, seed=spec.seed, **model_options).to(device)
@@ -323,15 +332,18 @@ def _prune(spec: TrialSpec, dataset: Dataset, device: torch.device) -> tuple[tor
     method = create_method(spec.method, spec.options)
     with warnings.catch_warnings(record=True) as raised:
         warnings.simplefilter("always", RuntimeWarning)
-        result = prune(
-            model,
-            method,
-            spec.sparsity,
-            pruning_loader(split, dataset, spec, device),
-            seed=spec.seed,
-            exclude=spec.prune.exclude,
-            invert=spec.ablation == "invert",
-        )
+        if isinstance(method, TrajectoryMethod):
+            result = _reached_masks(spec, method, model, reached)
+        else:
+            result = prune(
+                model,
+                method,
+                spec.sparsity,
+                pruning_loader(split, dataset, spec, device),
+                seed=spec.seed,
+                exclude=spec.prune.exclude,
+                invert=spec.ablation == "invert",
+            )
     setup: dict[str, Any] = {"options": result.options}
     pruning_warnings = _reraise_warnings(raised)
     if pruning_warnings:
@@ -372,6 +384,21 @@ def _prune(spec: TrialSpec, dataset: Dataset, device: torch.device) -> tuple[tor
         }
         setup["timings"]["ntk_s"] = ntk["pruned"]["seconds"] + ntk["dense"]["seconds"]
     return pruned, masks, setup
+
+
+def _reached_masks(spec: TrialSpec, method: TrajectoryMethod, model: torch.nn.Module, masks: Masks | None) -> PruneResult:
+    """A trajectory method's masks at this sparsity, as its trajectory reached them: what an
+    ablated trial of imp starts from (its plain trials are the trajectory's own records)."""
+    if masks is None:
+        raise UserError(
+            f"no {spec.method} mask at sparsity {spec.sparsity:g} for seed {spec.seed}: its trajectory has not reached it "
+            "(it runs before its ablations; rerun the suite once it has)"
+        )
+    device = next(model.parameters()).device
+    masks = {name: mask.to(device) for name, mask in masks.items()}
+    pruned = copy.deepcopy(model)
+    apply_masks(pruned, masks)
+    return PruneResult(pruned, masks, layer_stats(masks), spec.method, spec.sparsity, method.option_values(), seconds=0.0)
 
 
 def _reraise_warnings(raised: list[warnings.WarningMessage]) -> list[str]:

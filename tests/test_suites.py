@@ -16,7 +16,9 @@ from pai_bench.cli import main
 from pai_bench.config import list_suites, load_config, to_yaml
 from pai_bench.errors import UserError
 from tests.conftest import assert_config_error
+from pai_bench.method import TrajectoryMethod
 from pai_bench.plugins import list_methods, method_class
+from pai_bench.trajectory import Trajectory, work_units
 from pai_bench.runner import run_suite
 from pai_bench.runner.grid import expand_grid, suite_cells
 from pai_bench.store import ResultStore
@@ -29,7 +31,11 @@ STANDARD = ["cifar10", "cifar10-extreme", "cifar100", "tinyimagenet", "transfer"
 PAPER = [0.36, 0.5904, 0.738, 0.8322, 0.893, 0.9312, 0.956, 0.9717, 0.982]
 EXTREME = [0.956, 0.9717, 0.982, 0.99, 0.995, 0.998, 0.999, 0.9995]
 TRANSFER = [0.36, 0.893, 0.956, 0.982]
-BUILT_IN = sorted(m for m in list_methods() if method_class(m).__module__.startswith("pai_bench.methods."))
+#: Every built-in method but the trajectory ones (imp): a trajectory costs its levels' training,
+#: so the standard suites leave it out and `methods=[...,imp]` adds it.
+BUILT_IN = sorted(
+    m for m in list_methods() if method_class(m).__module__.startswith("pai_bench.methods.") and not issubclass(method_class(m), TrajectoryMethod)
+)
 #: Scratch-E/B train a narrower network from random weights: no pretrained checkpoint exists for it.
 PRETRAINED_METHODS = [m for m in BUILT_IN if not m.startswith("scratch-")]
 #: Rows of their own in every standard suite: SNIP in train-mode BatchNorm (as the PX and
@@ -94,6 +100,15 @@ def test_suite_follows_the_protocol_table(suite):
             assert cell.model.weights == "IMAGENET1K_V1"
     if "scratch-b" in config.methods:  # capped as Liu et al. do; the record keeps the uncapped ratio
         assert config.options["scratch-b"] == {"max_budget": 2}
+
+
+def test_imp_joins_a_suite_as_one_trajectory_per_seed_through_the_paper_sparsities():
+    config = load_config("cifar10", ["methods=[dense,imp]"])
+    units = work_units(expand_grid(config))
+    trajectories = [unit for unit in units if isinstance(unit, Trajectory)]
+    assert len(units) == 5 * 2 and len(trajectories) == 5
+    assert [len(spec.levels) for spec in trajectories[0].members] == [2, 4, 6, 8, 10, 12, 14, 16, 18]
+    assert trajectories[0].epochs == 19 * 160  # 19 trained levels of the protocol's 160 epochs
 
 
 @pytest.mark.parametrize("suite", STANDARD)

@@ -58,7 +58,7 @@ def _run_locked(config: SuiteConfig, out: Path, progress: bool) -> RunSummary:
     store = ResultStore(out)
     # What a killed run was writing: records and checkpoints skip it, and nothing writes here
     # now (this run holds the lock).
-    for folder in (store.trials, checkpoint_folder(store)):
+    for folder in (store.trials, store.masks, checkpoint_folder(store)):
         remove_partial_writes(folder)
     scope = widen_scope(out, config, store)
     specs = expand_grid(config)

@@ -7,6 +7,7 @@ import copy
 from pai_bench.ablations import applies_to
 from pai_bench.config import CellConfig, SuiteConfig
 from pai_bench.plugins import method_class
+from pai_bench.trajectory import is_trajectory_method, level_paths
 from pai_bench.trial import TrialSpec
 from pai_bench.variants import suite_rows
 
@@ -25,13 +26,17 @@ def expand_grid(config: SuiteConfig) -> list[TrialSpec]:
     weight (dense) runs once per seed and cell, at sparsity 0. Options are resolved with their
     defaults, so the record (and the key) says exactly what ran. Each of `config.ablations`
     adds, after a cell's plain trials of a seed, one trial per sparsity for every row it
-    applies to (those that choose masks by scores).
+    applies to (those that choose masks by scores). A trajectory method's (imp's) trials carry
+    the levels their masks go through; its executor runs them as one trajectory per seed and
+    cell (`pai_bench.trajectory`).
     """
     cells = suite_cells(config)
     rows = list(suite_rows(config).values())
     runs = [(row, None) for row in rows]
-    runs += [(row, ablation) for ablation in config.ablations for row in rows if applies_to(row.method)]
+    runs += [(row, ablation) for ablation in config.ablations for row in rows if applies_to(row.method, ablation)]
     specs = []
+    # A trajectory method's (imp's) trials say the levels their masks go through (in their key).
+    levels = {row.name: level_paths(row.method, row.options, config.sparsities) for row in rows if is_trajectory_method(row.method)}
     for seed in range(config.seeds):
         for name, cell in cells.items():
             for row, ablation in runs:
@@ -51,6 +56,7 @@ def expand_grid(config: SuiteConfig) -> list[TrialSpec]:
                             suite=config.suite,
                             cell=name,
                             ablation=ablation,
+                            levels=copy.deepcopy(levels[row.name][float(sparsity)]) if row.name in levels else None,
                             diagnostics=copy.deepcopy(config.diagnostics),
                         )
                     )

@@ -19,10 +19,14 @@ It knows nothing about pruning, and a trial knows nothing about Ray: this module
   that dies (node lost, process killed) is retried by Tune from its last checkpoint, up to
   `ray.max_failures` times, then recorded as failed; an exception inside a trial is recorded
   as failed at once, since running it again would only fail again.
+- A trajectory method's (imp's) trials of one seed and cell are one Tune trial, their
+  trajectory (`pai_bench.trajectory`): it reports each member's record as it reaches that
+  sparsity, and the driver writes it then; its checkpoints ride along as a trial's do.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import logging
@@ -46,11 +50,14 @@ from pai_bench.data import Dataset
 from pai_bench.errors import UserError
 from pai_bench.runner.checkpoints import STATE_FILE, read_checkpoint, read_state, resume_point
 from pai_bench.runner.shared_data import share, unshare
-from pai_bench.store import ResultStore
+from pai_bench.store import ResultStore, masks_from_bytes, masks_to_bytes
+from pai_bench.trajectory import Trajectory, member_specs, needs_reached_masks, reached_masks_key, run_trajectory, work_units
 from pai_bench.trial import TrialSpec, base_record, data_key, run_trial
 
 #: The metric of a trial's last report that carries its record (as JSON) to the driver.
 RECORD = "pai_bench_record"
+#: The metric that carries the masks a trajectory reached (for its ablated trials), beside its record.
+MASKS = "pai_bench_masks"
 
 #: Tune's console output gives way to one progress line: the legacy output engine at verbose=0
 #: prints nothing (the new one always prints its banner); forced experiment snapshots (due to
@@ -84,22 +91,31 @@ def run_tune(
     todo = store.unfinished(specs)
     counts: Counter = +Counter(skipped=len(specs) - len(todo))  # unary + drops a zero count
     storage = _storage(ray_config.storage, store.root)
+    # A trajectory method's trials of a seed and cell are one Tune trial: their trajectory.
+    unfinished = {spec.key for spec in todo}
+    all_units = work_units(specs)
+    units = [unit for unit in all_units if any(spec.key in unfinished for spec in member_specs(unit))]
     if todo:
         with ray_session(ray_config.address) as joined:
             request = _request(resources, todo, strict=not joined)
             bar = tqdm(total=len(todo), unit="trial", disable=not progress, file=sys.stderr, dynamic_ncols=True)
-            recorder = _Recorder(store, {spec.key: spec for spec in todo}, storage, bar)
-            tuner = _tuner(todo, store, datasets, request, ray_config, checkpoint_every, storage, [recorder, *callbacks])
+            recorder = _Recorder(store, {unit.key: unit for unit in units}, storage, bar)
+            # An ablated trial of a trajectory method starts from the masks its trajectory
+            # reached: such trials are a second experiment, after the first.
+            phases = [[unit for unit in units if needs_reached_masks(unit) == later] for later in (False, True)]
             try:
                 with _environment(QUIET_TUNE):
-                    tuner.fit()
+                    for phase, batch in enumerate(batch for batch in phases if batch):
+                        reached = [store.read_masks(reached_masks_key(unit)) if needs_reached_masks(unit) else None for unit in batch]
+                        tuner = _tuner(batch, store, datasets, request, ray_config, checkpoint_every, storage, [recorder, *callbacks], reached, phase)
+                        tuner.fit()
             finally:
                 bar.close()
         for spec in todo:
             record = recorder.final.get(spec.key)
             counts[record["status"] if record else "unfinished"] += 1
     # Finished trials need no checkpoint, including those a killed run finished but left behind.
-    _discard_checkpoints(storage, [spec.key for spec in specs if store.is_final(spec.key)])
+    _discard_checkpoints(storage, [unit.key for unit in all_units if all(store.is_final(spec.key) for spec in member_specs(unit))])
     return counts
 
 
@@ -118,7 +134,7 @@ def _request(resources: ResourcesConfig, todo: Sequence[TrialSpec], strict: bool
 
 
 def _tuner(
-    todo: Sequence[TrialSpec],
+    todo: Sequence[TrialSpec | Trajectory],
     store: ResultStore,
     datasets: Mapping[tuple, Dataset],
     request: dict[str, float],
@@ -126,23 +142,33 @@ def _tuner(
     checkpoint_every: int,
     storage: str,
     callbacks: list,
+    reached: Sequence[Any] = (),
+    phase: int = 0,
 ) -> tune.Tuner:
-    """One Tune experiment whose trials are `todo`, each resuming from its record's checkpoint."""
-    keys = list(dict.fromkeys(data_key(spec) for spec in todo))
+    """One Tune experiment whose trials are `todo` (trials and trajectories), each resuming
+    from its records' checkpoint."""
+    keys = list(dict.fromkeys(data_key(member_specs(unit)[0]) for unit in todo))
     # Once per dataset, shared by the trials; each is in the object store before the next loads.
     data_refs = [ray.put(share(datasets[key])) for key in keys]
-    trials = [
-        {
-            "key": spec.key,
-            "spec": spec.as_dict(),
-            "data": keys.index(data_key(spec)),
+    # The masks an ablated trial of a trajectory method starts from, each put once.
+    mask_refs = [ray.put(masks) for masks in reached if masks is not None]
+    mask_index = iter(range(len(mask_refs)))
+    trials = []
+    for unit, masks in zip(todo, list(reached) or [None] * len(todo)):
+        members = member_specs(unit)
+        trial = {
+            "key": unit.key,
+            "spec": members[0].as_dict(),
+            "data": keys.index(data_key(members[0])),
             "checkpoint_every": checkpoint_every,
-            "resume": resume_point(store.read(spec.key)),
+            "resume": next((point for point in (resume_point(store.read(spec.key)) for spec in members) if point), None),
         }
-        for spec in todo
-    ]
+        if isinstance(unit, Trajectory):
+            trial["trajectory"] = [spec.as_dict() for spec in members]
+        trial["masks"] = next(mask_index) if masks is not None else None
+        trials.append(trial)
     return tune.Tuner(
-        tune.with_resources(tune.with_parameters(_trainable, datasets=data_refs), request),
+        tune.with_resources(tune.with_parameters(_trainable, datasets=data_refs, masks=mask_refs), request),
         param_space={"trial": tune.grid_search(trials)},
         tune_config=tune.TuneConfig(
             max_concurrent_trials=ray_config.max_concurrent or None,
@@ -153,7 +179,7 @@ def _tuner(
         run_config=tune.RunConfig(
             # A new experiment per invocation: a resumed trial reads its checkpoint from the
             # earlier experiment's folder, which this one never writes into.
-            name=f"run-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}",
+            name=f"run-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}" + (f"-{phase}" if phase else ""),
             storage_path=storage,
             failure_config=tune.FailureConfig(max_failures=ray_config.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
@@ -246,10 +272,12 @@ def _trial_name(trial: Any) -> str:
     cell = f"{spec['cell']}-" if spec.get("cell") else ""
     ablation = f"-{spec['ablation']}" if spec.get("ablation") else ""
     row = spec.get("row") or spec["method"]  # a variant's name (pai_bench.variants), else the method
+    if config.get("trajectory"):
+        return f"{cell}{row}-trajectory-seed{spec['seed']}-{config['key']}"
     return f"{cell}{row}{ablation}-s{spec['sparsity']:g}-seed{spec['seed']}-{config['key']}"
 
 
-def _trainable(config: dict[str, Any], datasets: list) -> None:
+def _trainable(config: dict[str, Any], datasets: list, masks: list = ()) -> None:
     """One trial in a Tune worker: run it with Tune's hooks, then report its record."""
     logging.getLogger("ray.train").setLevel(logging.WARNING)  # one line per checkpoint otherwise
     # Ray sets OMP_NUM_THREADS to the trial's CPUs only where the driver's environment left it
@@ -257,18 +285,30 @@ def _trainable(config: dict[str, Any], datasets: list) -> None:
     cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1)
     torch.set_num_threads(max(1, int(cpus)))
     trial = config["trial"]
-    spec = TrialSpec.from_dict(trial["spec"])
     hook = TuneCheckpoint(trial["checkpoint_every"], (trial["resume"] or {}).get("path"))
-    record = run_trial(spec, on_epoch=hook.report, dataset=unshare(ray.get(datasets[trial["data"]])), checkpoint=hook)
-    record["runner"] = {
-        "executor": "tune",
-        "node": ray.get_runtime_context().get_node_id(),
-        "node_ip": ray.util.get_node_ip_address(),
-        "gpu_ids": [str(gpu) for gpu in ray.get_gpu_ids()],
-        "pid": os.getpid(),
-        "threads": torch.get_num_threads(),
-    }
-    tune.report({"status": record["status"], RECORD: json.dumps(record, default=_plain)})
+    dataset = unshare(ray.get(datasets[trial["data"]]))
+
+    def report(record: dict[str, Any], reached: Any = None) -> None:
+        record["runner"] = {
+            "executor": "tune",
+            "node": ray.get_runtime_context().get_node_id(),
+            "node_ip": ray.util.get_node_ip_address(),
+            "gpu_ids": [str(gpu) for gpu in ray.get_gpu_ids()],
+            "pid": os.getpid(),
+            "threads": torch.get_num_threads(),
+        }
+        metrics = {"status": record["status"], RECORD: json.dumps(record, default=_plain)}
+        if reached is not None:  # for the ablated trials of this mask, which the driver keeps
+            metrics[MASKS] = base64.b64encode(masks_to_bytes(reached)).decode()
+        tune.report(metrics)
+
+    if trial.get("trajectory"):
+        # One trajectory, one Tune trial: a report per record, as the trajectory reaches it.
+        members = tuple(TrialSpec.from_dict(spec) for spec in trial["trajectory"])
+        run_trajectory(Trajectory(members), dataset=dataset, checkpoint=hook, on_record=report, on_epoch=hook.report)
+        return
+    given = ray.get(masks[trial["masks"]]) if trial.get("masks") is not None else None
+    report(run_trial(TrialSpec.from_dict(trial["spec"]), on_epoch=hook.report, dataset=dataset, checkpoint=hook, masks=given))
 
 
 class TuneCheckpoint:
@@ -300,6 +340,8 @@ class TuneCheckpoint:
             return None
 
     def save(self, state: dict[str, Any]) -> None:
+        if self._staged:  # not reported yet (a trajectory saves at a level's start): superseded
+            shutil.rmtree(self._staged, ignore_errors=True)
         self._staged = tempfile.mkdtemp(prefix="pai-bench-checkpoint-")
         torch.save(state, Path(self._staged) / STATE_FILE)
 
@@ -319,62 +361,73 @@ def _plain(value: Any) -> Any:
 
 
 class _Recorder(tune.Callback):
-    """The driver's side: writes every record, and shows trials done / running / failed."""
+    """The driver's side: writes every record, and shows trials done / running / failed.
 
-    def __init__(self, store: ResultStore, specs: Mapping[str, TrialSpec], storage: str, bar: tqdm) -> None:
+    `units` maps each Tune trial's key to what it runs: a trial, or a trajectory whose members'
+    records arrive one by one (each member counts as a trial in the progress bar).
+    """
+
+    def __init__(self, store: ResultStore, units: Mapping[str, TrialSpec | Trajectory], storage: str, bar: tqdm) -> None:
         self.store = store
-        self.specs = specs
+        self.units = units
+        self.specs = {spec.key: spec for unit in units.values() for spec in member_specs(unit)}
         self.storage = storage
         self.bar = bar
         self.final: dict[str, dict[str, Any]] = {}
         self.running: dict[str, dict[str, Any]] = {}
 
+    def _pending(self, trial: Any) -> list[TrialSpec]:
+        """The members of a Tune trial with no final record yet (written by this run or before)."""
+        unit = self.units[trial.config["trial"]["key"]]
+        return [spec for spec in member_specs(unit) if spec.key not in self.final and not self.store.is_final(spec.key)]
+
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        key = trial.config["trial"]["key"]
-        record = base_record(self.specs[key], "running")
-        # A trial Tune restarts after a lost worker keeps the latest checkpoint it reached.
-        point = self.running.get(key, {}).get("checkpoint") or trial.config["trial"]["resume"]
-        if point:
-            record["checkpoint"] = dict(point)
-        self.running[key] = record
-        self.store.write(record)
+        for spec in self._pending(trial):
+            record = base_record(spec, "running")
+            # A trial Tune restarts after a lost worker keeps the latest checkpoint it reached.
+            point = self.running.get(spec.key, {}).get("checkpoint") or trial.config["trial"]["resume"]
+            if point:
+                record["checkpoint"] = dict(point)
+            self.running[spec.key] = record
+            self.store.write(record)
         self._show()
 
     def on_checkpoint(self, iteration: int, trials: list, trial: Any, checkpoint: Any, **info: Any) -> None:
-        key = trial.config["trial"]["key"]
-        if key in self.final or key not in self.running:
-            return
-        record = self.running[key]
         # The result that carried the checkpoint is the trial's last one: Tune processes no other
         # result of the trial until the checkpoint is handled.
-        record["checkpoint"] = {"path": _location(self.storage, checkpoint.path), "epoch": trial.last_result.get("epoch")}
-        self.store.write(record)
+        point = {"path": _location(self.storage, checkpoint.path), "epoch": trial.last_result.get("epoch")}
+        for spec in member_specs(self.units[trial.config["trial"]["key"]]):
+            if spec.key in self.running and spec.key not in self.final:
+                self.running[spec.key]["checkpoint"] = dict(point)
+                self.store.write(self.running[spec.key])
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         if RECORD not in result:
             return
         # Taken out of the result, so Tune's own logs and experiment state stay small.
         record = json.loads(result.pop(RECORD))
+        reached = result.pop(MASKS, None)
+        if reached is not None and self.store.read_masks(record["key"]) is None:
+            self.store.write_masks(record["key"], masks_from_bytes(base64.b64decode(reached)))
+        if record["key"] not in self.running:  # done before this run, handed out again by a resumed trajectory
+            return
         if record["status"] == "failed" and self.running.get(record["key"], {}).get("checkpoint"):
             record["checkpoint"] = self.running[record["key"]]["checkpoint"]
         self._finish(record)
 
     def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        spec = self.specs[trial.config["trial"]["key"]]
-        self.bar.write(f"trial {spec.key} ({spec.label}) lost its worker: {_error(trial)}; retrying from its last checkpoint")
+        unit = self.units[trial.config["trial"]["key"]]
+        self.bar.write(f"trial {unit.key} ({unit.label}) lost its worker: {_error(trial)}; retrying from its last checkpoint")
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        key = trial.config["trial"]["key"]
-        if key in self.final:
-            return
-        record = dict(self.running.get(key) or base_record(self.specs[key], "running"))
-        record.update(status="failed", error=f"worker failed {trial.num_failures} time(s), the last: {_error(trial)}")
-        self._finish(record)
+        for spec in self._pending(trial):
+            record = dict(self.running.get(spec.key) or base_record(spec, "running"))
+            record.update(status="failed", error=f"worker failed {trial.num_failures} time(s), the last: {_error(trial)}")
+            self._finish(record)
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        key = trial.config["trial"]["key"]
-        if key not in self.final:  # a trial function that returned without its record: a bug
-            record = dict(self.running.get(key) or base_record(self.specs[key], "running"))
+        for spec in self._pending(trial):  # a trial function that returned without its record: a bug
+            record = dict(self.running.get(spec.key) or base_record(spec, "running"))
             record.update(status="failed", error="the trial ended without reporting its record")
             self._finish(record)
 
