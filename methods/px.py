@@ -92,7 +92,10 @@ from pai_bench.errors import UserError
 from pai_bench.method import SCORE_DTYPES, ScoreMethod, check_choice
 from pai_bench.plugins import register_method
 
-VARIANTS = ("authors", "uniform")
+VARIANTS = ("authors", "uniform", "release-2024")
+
+#: The page that explains the authors' variant's warning, linked from the leaderboard.
+FINDING = "docs/findings/px-batchnorm.md"
 
 # Out-of-place and in-place ReLU entry points; nn.ReLU and F.relu_ reach one of these.
 _RELU = {F.relu, torch.relu, torch.Tensor.relu}
@@ -107,7 +110,7 @@ _UNSUPPORTED: set[Callable] = {
 @dataclass
 class PXOptions:
     rounds: int = 100
-    variant: str = "authors"  # authors | uniform
+    variant: str = "authors"  # authors | uniform | release-2024
     dtype: str = "float64"  # float64 | float32 (the authors' precision)
 
     def __post_init__(self) -> None:
@@ -170,12 +173,14 @@ def _is_batchnorm(module: nn.Module) -> bool:
 
 
 def linearised_entries(model: nn.Module, variant: str) -> list[tuple[str, torch.Tensor]]:
-    """The state-dict entries that pk squares and jvf sets to 1 (each tensor once)."""
-    if variant == "authors":
+    """The state-dict entries that pk squares and jvf sets to 1 (each tensor once; the
+    release-2024 jvf changes none)."""
+    if variant in ("authors", "release-2024"):
+        spared = ("bn", "fc") if variant == "authors" else ("bn",)
         candidates: Iterable[tuple[str, torch.Tensor]] = (
             (name, tensor)
             for name, tensor in model.state_dict(keep_vars=True).items()
-            if "bn" not in name and "fc" not in name
+            if not any(part in name for part in spared)
         )
     else:
         candidates = (
@@ -227,6 +232,8 @@ def linearise(
     model: nn.Module, masks: Mapping[str, torch.Tensor], kind: str, variant: str, dtype: torch.dtype
 ) -> nn.Module:
     """A `dtype` copy of `model` as pk (`kind="pk"`) or jvf (`kind="jvf"`) for `variant`."""
+    if variant == "release-2024" and kind == "jvf":
+        raise ValueError("release-2024's jvf is the masked network itself (see release_2024_outputs)")
     out = copy.deepcopy(model).to(dtype).train()
     with torch.no_grad():
         for name, tensor in linearised_entries(out, variant):
@@ -249,6 +256,16 @@ def pk_is_eval(pk: nn.Module) -> bool:
     return not any(module.training for module in pk.modules())
 
 
+def release_2024_outputs(
+    model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], dtype: torch.dtype
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """(x, z1) per batch for release-2024: z1 = jvf(x), which is the masked network itself in
+    train mode (see the module docstring), so one ReLU-on forward pass of a train-mode copy."""
+    act = copy.deepcopy(model).to(dtype).train()
+    with torch.no_grad():
+        return [(x, act(x.to(dtype))) for x, _ in batches]
+
+
 @register_method("px")
 class PX(ScoreMethod):
     """S = θ**2 * |∂R/∂θ**2|, R = sum(jvf(x**2; gates of x) * pk(1)), summed over the batches."""
@@ -259,12 +276,33 @@ class PX(ScoreMethod):
         if not batches:
             raise UserError("px needs pruning data")
         dtype = SCORE_DTYPES[self.options.dtype]
-        variant = self.options.variant
-        jvf = linearise(model, masks, "jvf", variant, dtype)
-        pk = linearise(model, masks, "pk", variant, dtype)
-        act = model.eval()
+        if self.options.variant == "release-2024":
+            outputs = release_2024_outputs(model, batches, dtype)
+            pk = linearise(model, masks, "pk", "release-2024", dtype)
 
-        # z1 summed over every example, one sum per example shape
+            def scores_in(pk: nn.Module, dtype: torch.dtype) -> dict[str, torch.Tensor]:
+                return self._release_2024_scores(model, pk, masks, outputs, dtype)
+
+        else:
+            z1_sums = self._z1_sums(model, masks, batches, dtype)
+            pk = linearise(model, masks, "pk", self.options.variant, dtype)
+
+            def scores_in(pk: nn.Module, dtype: torch.dtype) -> dict[str, torch.Tensor]:
+                return self._scores(model, pk, masks, z1_sums, dtype)
+
+        scores = scores_in(pk, dtype)
+        # once per method instance (a prune by name makes a new one): in the first round
+        if not getattr(self, "_checked", False):
+            self._checked = True
+            other = torch.float32 if dtype == torch.float64 else torch.float64
+            self._warn_if_noise(scores, scores_in(copy.deepcopy(pk).to(other), other))
+        return scores
+
+    def _z1_sums(self, model, masks, batches, dtype) -> dict[tuple[int, ...], torch.Tensor]:
+        """jvf(x**2) with the gates `act` (eval mode) records on x, summed over every example,
+        one sum per example shape."""
+        jvf = linearise(model, masks, "jvf", self.options.variant, dtype)
+        act = model.eval()
         z1_sums: dict[tuple[int, ...], torch.Tensor] = {}
         with torch.no_grad():
             for x, _ in batches:
@@ -277,14 +315,29 @@ class PX(ScoreMethod):
                 gated.check_all_used()
                 shape = tuple(x.shape[1:])
                 z1_sums[shape] = z1_sums[shape] + z1.sum(0) if shape in z1_sums else z1.sum(0)
+        return z1_sums
 
-        scores = self._scores(model, pk, masks, z1_sums, dtype)
-        # once per method instance (a prune by name makes a new one): in the first round
-        if not getattr(self, "_checked", False):
-            self._checked = True
-            other = torch.float32 if dtype == torch.float64 else torch.float64
-            again = self._scores(model, copy.deepcopy(pk).to(other), masks, z1_sums, other)
-            self._warn_if_noise(scores, again)
+    @staticmethod
+    def _release_2024_scores(model, pk, masks, outputs, dtype) -> dict[str, torch.Tensor]:
+        """S = |∂R/∂w · w · θ · θ²| with R = Σ_batches Σ z1 * pk(x) (ReLUs off, train mode),
+        w = θ² pk's weight and θ the masked weight (what their jvf holds, see the docstring)."""
+        params = dict(pk.named_parameters())
+        weights = [params[name].requires_grad_(True) for name in masks]
+        with torch.enable_grad():
+            total = 0
+            for x, z1 in outputs:
+                with ReluGates("identity"):
+                    z2 = pk(x.to(dtype))
+                total = total + (z1.to(dtype) * z2).sum()
+            grads = torch.autograd.grad(total, weights, allow_unused=True)
+        model_params = dict(model.named_parameters())
+        scores = {}
+        for name, weight, grad in zip(masks, weights, grads):
+            theta = model_params[name].detach().to(dtype)
+            if grad is None:
+                scores[name] = torch.zeros_like(theta)
+            else:
+                scores[name] = (grad * weight.detach() * theta * theta**2).abs()
         return scores
 
     @staticmethod
@@ -321,8 +374,9 @@ class PX(ScoreMethod):
                 f"px (variant={self.options.variant}): its scores are rounding noise (in float32 "
                 f"and float64 they differ by {self.disagreement:.1e} times their size): pk's output "
                 "does not depend on the weights, as train-mode BatchNorm normalises its all-ones "
-                "input to constants; "
-                "px.variant=uniform evaluates pk in eval mode",
+                "input to constants; px.variant=release-2024 (the authors' first release) and "
+                "px.variant=uniform (the path kernel) score the weights; see "
+                f"{FINDING}",
                 RuntimeWarning,
                 stacklevel=2,
             )
