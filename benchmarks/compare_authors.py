@@ -26,6 +26,19 @@ the authors' N - int((1 - d) N)), what each kept, the fraction of mask entries t
 Jaccard index of the kept sets, the correlation of per-layer kept counts and the empty layers;
 the JSON has the per-layer counts.
 
+`--release-2024` adds rows for the repository's first public release (commit 82ce2bf, April
+2024): its PX against `px.variant=release-2024` (float64, and float32), one-shot unless
+`--rounds` says otherwise, pai-bench on their per-round counts so that masks can be equal
+entry for entry. Their 2024 code is extracted from the checkout's git history (`git archive`
+into a temporary folder), or read from `--authors-2024 PATH`.
+
+`--finding px-batchnorm` measures the figures of docs/findings/px-batchnorm.md instead
+(`px_batchnorm_finding.py`): one command from a clone of their repository.
+
+    python benchmarks/compare_authors.py --authors-repo ../px-ntk-pruning --methods px \
+        --sparsities 0.9 0.99 --rounds 1 --release-2024
+    python benchmarks/compare_authors.py --authors-repo ../px-ntk-pruning --finding px-batchnorm
+
 Their code needs `tqdm` (its progress bars are switched off here); nothing else beyond torch.
 `--methods random` compares the authors' Rand with pai-bench's `random` (scope=global) as
 distributions only: their draws differ, so only the per-layer counts mean anything.

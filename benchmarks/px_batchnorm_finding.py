@@ -195,7 +195,9 @@ def main(args: argparse.Namespace) -> None:
     loader = ca.authors_loader(inputs, targets)
     before = ca.fingerprint(model)
     magnitude = {s: pai_bench.prune(model, "magnitude", s, [(inputs, targets)]).masks for s in ONE_SHOT_SPARSITIES}
-    report: dict[str, Any] = {"machine": ca.machine(), "examples": len(inputs)}
+    output_gap = ca.check_same_function(model, ca.build_authors_model(latest, "resnet20", state), inputs)
+    report: dict[str, Any] = {"machine": ca.machine(), "examples": len(inputs), "output_gap": output_gap}
+    print(f"ResNet-20 loaded into the authors' model: outputs agree to {output_gap:.1e}\n")
 
     print("## ResNet-20, the authors' latest code\n", flush=True)
     noise = ca.px_noise(latest, "resnet20", state, loader)

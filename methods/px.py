@@ -1,6 +1,7 @@
 """PX, Path eXclusion (Iurada, Ciccone, Tommasi, CVPR 2024): the path kernel, data-aware.
 
-Per round, on copies of the masked network (the authors' `lib/pruners.py`, latest commit):
+Per round, on copies of the masked network (the authors' `lib/pruners.py`, latest commit;
+`variant=release-2024` computes it otherwise, see below):
 
 1. `act`, the network as it is, in eval mode and its own dtype, runs on the batch x; every
    ReLU records its gate 1[pre-activation > 0].
@@ -27,7 +28,8 @@ Everything else follows `variant`:
   the last BatchNorms are followed only by linear maps (identity ReLUs, sums, shortcuts) and
   a global average pool (ResNet-20/18, VGG-16-BN, QuickNet), pk's output is the classifier's
   bias whatever the weights: ∂R/∂w is zero in exact arithmetic and the scores are
-  floating-point rounding noise, in the authors' code too (benchmarks/README.md). This plugin
+  floating-point rounding noise, in the authors' code too (docs/findings/px-batchnorm.md,
+  benchmarks/README.md). This plugin
   reproduces that, and warns: in the first round of a prune it also scores in the other
   precision, and scores that depend on the weights agree to float32 precision while noise does
   not. Once the noise has emptied the classifier, the stem or a stage, every score is exactly
@@ -55,6 +57,45 @@ Everything else follows `variant`:
   at 98.2 % (8 of 22 layers; 10 at 99 %, every residual conv at 99.9 %), since squared
   weights make paths through the identity shortcuts the cheapest; no layer empties on
   VGG-16-BN at 98.2 % and 99 %.
+
+- `release-2024` is `PX.score` as the repository's first public release ran it (commit
+  82ce2bf, April 2024, with the copies of its models whose ReLUs can be switched off,
+  `lib/models/*_no_act.py`), the code closest to the paper:
+  * one copy of the network with the masked weights θ ⊙ m copied in, put in train mode: act,
+    jvf and pk all normalise with the batch statistics of the data; act runs with its ReLUs on
+    and records their gates;
+  * pk squares every state-dict entry whose name lacks `bn` (the classifier, the biases and
+    the shortcut BatchNorms included; `bn*` BatchNorms as they are), turns the ReLUs off and
+    runs on the pruning data x itself, not on all-ones rows, so its batch statistics vary
+    and z2 depends on the weights;
+  * jvf runs on x (not x**2) with the ReLUs off, each ReLU's output multiplied by act's gate.
+    Its `p[m > 0].fill_(1.0)` assigns into a copy (advanced indexing), so jvf keeps the masked
+    θ; as u * 1[u > 0] = relu(u) and both copies see the same batch, z1 is the network's own
+    train-mode output, which is how this plugin computes it (one forward pass; a test checks
+    it against the gated copy);
+  * R = Σ over batches and examples of z1 * pk(x) (no one-row shortcut: pk's rows differ),
+    and S = |∂R/∂w · w · θ · θ²| (their `p1.grad * p1 * p2 * p**2`), w = θ² pk's weight:
+    |∂R/∂θ²| |θ|^5.
+  Where pai-bench runs it otherwise, by the driver's shared rules: the pruning data are the
+  trial's class-balanced split (theirs: the first `batch_limit` batches, 2 in their launch
+  script, of the shuffled, augmented training loader); each round keeps round(d_r N) with
+  ties drawn (theirs N - int((1 - d_r) N), dropping every tie); `dtype` is float64 unless
+  set to float32 (theirs); ReLUs are found by interception on any ReLU network (their
+  switchable copies exist for four architectures); pai-bench's ResNet-20 pools with
+  `adaptive_avg_pool2d` (theirs `avg_pool2d(out, 8)`, equal in exact arithmetic). Measured
+  beside their code on pai-bench's ResNet-20 (same weights, the same 100 Gaussian examples,
+  one shot, on their counts): identical masks at 90 and 99 %, in float64 and in float32
+  (`benchmarks/compare_authors.py --finding px-batchnorm`).
+
+Determinism, measured with the authors' own code on ResNet-20 (100 examples, one shot, this
+project's 2-core CPU): the 2024 release's mask is identical with 1 and 2 threads and with the
+examples in order, reversed or permuted (Jaccard 1.000), the latest code's is not (Jaccard
+{LATEST} against the 2-thread, in-order mask): its scores are rounding noise. Iterating
+amplifies rounding even where the scores depend on the weights: after 10 rounds at 99 % the
+2024 code's masks with 1 and with 2 threads agree to Jaccard {ITERATED}, as each round's
+near-ties at the threshold change the network the next round scores. Masks of many rounds
+repeat on one machine with one thread count only; layer collapse is measured and reported for
+every variant, never required of PX.
 
 Max-pools are not linearised in either copy (each takes the max of its own copy's values), as
 in the authors' code.
