@@ -124,7 +124,7 @@ def determinism(authors, state, inputs, targets, magnitude) -> dict[str, Any]:
     for count, order in [(2, "in order"), (1, "in order"), (2, "reversed"), (2, "permuted")]:
         with threads(count):
             masks, seconds = authors_one_shot(authors, "resnet20", state, *reordered(inputs, targets, order), ONE_SHOT_SPARSITIES)
-        runs[f"{count} threads, {order}"] = (masks, seconds)
+        runs[f"{count} thread{'s' if count > 1 else ''}, {order}"] = (masks, seconds)
     reference, _ = runs["2 threads, in order"]
     rows = []
     for label, (masks, seconds) in runs.items():

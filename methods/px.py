@@ -89,13 +89,13 @@ Everything else follows `variant`:
 
 Determinism, measured with the authors' own code on ResNet-20 (100 examples, one shot, this
 project's 2-core CPU): the 2024 release's mask is identical with 1 and 2 threads and with the
-examples in order, reversed or permuted (Jaccard 1.000), the latest code's is not (Jaccard
-{LATEST} against the 2-thread, in-order mask): its scores are rounding noise. Iterating
-amplifies rounding even where the scores depend on the weights: after 10 rounds at 99 % the
-2024 code's masks with 1 and with 2 threads agree to Jaccard {ITERATED}, as each round's
-near-ties at the threshold change the network the next round scores. Masks of many rounds
-repeat on one machine with one thread count only; layer collapse is measured and reported for
-every variant, never required of PX.
+examples in order, reversed or permuted (Jaccard 1.000, at 90 and 99 %), the latest code's
+is not (Jaccard 0.47 to 0.66 against its 2-thread, in-order mask): its scores are rounding
+noise. Iterating amplifies rounding even where the scores depend on the weights: after 10
+rounds at 99 % the 2024 code's masks with 1 and with 2 threads agree to Jaccard 0.41 only,
+as each round's near-ties at the threshold change the network the next round scores. Masks
+of many rounds repeat on one machine with one thread count only; layer collapse is measured
+and reported for every variant, never required of PX (docs/findings/px-batchnorm.md).
 
 Max-pools are not linearised in either copy (each takes the max of its own copy's values), as
 in the authors' code.
@@ -364,13 +364,13 @@ class PX(ScoreMethod):
         w = θ² pk's weight and θ the masked weight (what their jvf holds, see the docstring)."""
         params = dict(pk.named_parameters())
         weights = [params[name].requires_grad_(True) for name in masks]
-        with torch.enable_grad():
-            total = 0
-            for x, z1 in outputs:
-                with ReluGates("identity"):
-                    z2 = pk(x.to(dtype))
-                total = total + (z1.to(dtype) * z2).sum()
-            grads = torch.autograd.grad(total, weights, allow_unused=True)
+        grads: list[torch.Tensor | None] = [None] * len(weights)
+        for x, z1 in outputs:  # one graph per batch at a time, as their per-batch backward
+            with torch.enable_grad(), ReluGates("identity"):
+                part = (z1.to(dtype) * pk(x.to(dtype))).sum()
+            for index, grad in enumerate(torch.autograd.grad(part, weights, allow_unused=True)):
+                if grad is not None:
+                    grads[index] = grad if grads[index] is None else grads[index] + grad
         model_params = dict(model.named_parameters())
         scores = {}
         for name, weight, grad in zip(masks, weights, grads):
