@@ -302,6 +302,9 @@ def release_2024_outputs(
 ) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """(x, z1) per batch for release-2024: z1 = jvf(x), which is the masked network itself in
     train mode (see the module docstring), so one ReLU-on forward pass of a train-mode copy."""
+    batches = list(batches)
+    if any(len(x) < 2 for x, _ in batches):
+        raise UserError("px.variant=release-2024 normalises with batch statistics: every pruning batch needs 2 examples or more")
     act = copy.deepcopy(model).to(dtype).train()
     with torch.no_grad():
         return [(x, act(x.to(dtype))) for x, _ in batches]

@@ -1,6 +1,7 @@
-"""PX: closed forms, the authors' literal per-batch algorithm, ReLU interception on every
-model family, the rules of both variants, the authors' degenerate pk, exact counts, layer
-survival, the live model untouched."""
+"""PX: closed forms of all three variants, the authors' literal per-batch algorithm, ReLU
+interception on every model family, what each variant squares and fills, the authors' degenerate
+pk and its warning, scores that depend on the weights (uniform, release-2024), exact counts,
+the live model untouched."""
 
 from __future__ import annotations
 
@@ -660,5 +661,7 @@ def test_options_recorded_and_checked():
     assert (defaults.rounds, defaults.variant, defaults.dtype) == (100, "authors", "float64")
     with pytest.raises(UserError, match="variant 'paper'; valid choices: authors, uniform, release-2024"):
         pai_bench.prune(model, "px", 0.5, gaussian_batches(1), variant="paper")
+    with pytest.raises(UserError, match="2 examples or more"):
+        pai_bench.prune(model, "px", 0.5, [(torch.randn(1, 3, 32, 32), torch.zeros(1))], variant="release-2024")
     with pytest.raises(UserError, match="dtype"):
         pai_bench.prune(model, "px", 0.5, gaussian_batches(1), dtype="bfloat16")
