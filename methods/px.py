@@ -106,8 +106,9 @@ modules (which call `F.relu`), so it works whether a model calls ReLU as a funct
 module; the jvf pass must use exactly as many gates, of the same shapes, as the act pass
 recorded. Other nonlinearities (GELU, sigmoid, ...) have no PX linearisation and are refused.
 
-The pk network sees the same all-ones example in every row, so z2 is one row repeated (train-
-mode BatchNorm statistics over identical rows do not depend on their number):
+In `authors` and `uniform`, the pk network sees the same all-ones example in every row, so z2
+is one row repeated (train-mode BatchNorm statistics over identical rows do not depend on
+their number):
 R = sum_b sum(z1_b * z2) = sum((sum of z1 over all examples) * z2_row), computed with one
 forward and backward pass of pk on one all-ones row (two in train mode, for statistics)
 instead of one per batch. In exact arithmetic this is the authors' R and gradient (see the
