@@ -93,9 +93,12 @@ examples in order, reversed or permuted (Jaccard 1.000, at 90 and 99 %), the lat
 is not (Jaccard 0.47 to 0.66 against its 2-thread, in-order mask): its scores are rounding
 noise. Iterating amplifies rounding even where the scores depend on the weights: after 10
 rounds at 99 % the 2024 code's masks with 1 and with 2 threads agree to Jaccard 0.41 only,
-as each round's near-ties at the threshold change the network the next round scores. Masks
-of many rounds repeat on one machine with one thread count only; layer collapse is measured
-and reported for every variant, never required of PX (docs/findings/px-batchnorm.md).
+as each round's near-ties at the threshold change the network the next round scores.
+pai-bench's `release-2024` on the same weights and batch, 10 rounds at 99 %: float32, Jaccard
+0.410 between 1 and 2 threads, as theirs; float64 (the default), identical masks. Float64
+pushes the flips further out, it does not rule them out: masks of many rounds are certain to
+repeat only on one machine with one thread count, and layer collapse is measured and reported
+for every variant, never required of PX (docs/findings/px-batchnorm.md).
 
 Max-pools are not linearised in either copy (each takes the max of its own copy's values), as
 in the authors' code.
