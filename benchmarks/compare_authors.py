@@ -26,6 +26,19 @@ the authors' N - int((1 - d) N)), what each kept, the fraction of mask entries t
 Jaccard index of the kept sets, the correlation of per-layer kept counts and the empty layers;
 the JSON has the per-layer counts.
 
+`--release-2024` adds rows for the repository's first public release (commit 82ce2bf, April
+2024): its PX against `px.variant=release-2024` (float64, and float32), one-shot unless
+`--rounds` says otherwise, pai-bench on their per-round counts so that masks can be equal
+entry for entry. Their 2024 code is extracted from the checkout's git history (`git archive`
+into a temporary folder), or read from `--authors-2024 PATH`.
+
+`--finding px-batchnorm` measures the figures of docs/findings/px-batchnorm.md instead
+(`px_batchnorm_finding.py`): one command from a clone of their repository.
+
+    python benchmarks/compare_authors.py --authors-repo ../px-ntk-pruning --methods px \
+        --sparsities 0.9 0.99 --rounds 1 --release-2024
+    python benchmarks/compare_authors.py --authors-repo ../px-ntk-pruning --finding px-batchnorm
+
 Their code needs `tqdm` (its progress bars are switched off here); nothing else beyond torch.
 `--methods random` compares the authors' Rand with pai-bench's `random` (scope=global) as
 distributions only: their draws differ, so only the per-layer counts mean anything.
@@ -39,10 +52,14 @@ import copy
 import datetime
 import hashlib
 import importlib
+import io
 import json
 import os
 import platform
+import subprocess
 import sys
+import tarfile
+import tempfile
 import time
 from dataclasses import dataclass, field
 from types import SimpleNamespace
@@ -63,6 +80,10 @@ AUTHORS_MODELS = {
     "resnet20": ("lib.models.lottery_resnet", "resnet20"),
     "vgg16-bn": ("lib.models.lottery_vgg", "vgg16_bn"),
 }
+
+#: pai-bench's model name -> the ReLU-switchable copy the 2024 release's PX builds
+#: (`CONFIG.experiment_args['aux_model']`, a name imported in its lib/pruners.py).
+AUTHORS_AUX_MODELS = {"resnet20": "resnet20_no_act", "vgg16-bn": "vgg16_bn_no_act"}
 
 #: pai-bench's method name -> the authors' pruner class.
 AUTHORS_PRUNERS = {
@@ -98,15 +119,22 @@ NUM_CLASSES = 10
 # The authors' code
 
 
-def import_authors(repo: str) -> SimpleNamespace:
+def import_authors(repo: str, release: str = "latest") -> SimpleNamespace:
     """Import the authors' `globals`, `lib.pruners`, `lib.generator` and models from `repo`.
 
     Their modules import each other as top-level `globals` and `lib.*`, so the checkout goes
     first on sys.path; a clear error says what is missing rather than a bare ImportError.
+    Modules of another checkout imported before are dropped from sys.modules first (the
+    objects already imported keep working), so two releases can run in one process.
+    `release` labels the rows ("latest", "release-2024").
     """
     if not os.path.isfile(os.path.join(repo, "lib", "pruners.py")):
         raise SystemExit(f"--authors-repo {repo!r} has no lib/pruners.py: pass a checkout of iurada/px-ntk-pruning")
+    for name in [name for name in sys.modules if name in ("globals", "lib") or name.startswith("lib.")]:
+        del sys.modules[name]
+    sys.path[:] = [entry for entry in sys.path if entry not in IMPORTED_CHECKOUTS]
     sys.path.insert(0, os.path.abspath(repo))
+    IMPORTED_CHECKOUTS.add(os.path.abspath(repo))
     try:
         config = importlib.import_module("globals").CONFIG
         pruners = importlib.import_module("lib.pruners")
@@ -114,10 +142,39 @@ def import_authors(repo: str) -> SimpleNamespace:
         models = {name: importlib.import_module(module) for name, (module, _) in AUTHORS_MODELS.items()}
     except ImportError as error:
         raise SystemExit(f"cannot import the authors' code from {repo}: {error} (their code needs tqdm)") from error
-    return SimpleNamespace(config=config, pruners=pruners, generator=generator, models=models, repo=repo)
+    return SimpleNamespace(config=config, pruners=pruners, generator=generator, models=models, repo=repo, release=release)
 
 
-def configure_authors(authors: SimpleNamespace, rounds: int, density: float) -> None:
+#: Checkouts put on sys.path by `import_authors`.
+IMPORTED_CHECKOUTS: set[str] = set()
+
+#: The repository's first public release (April 2024), whose PX `variant=release-2024` follows.
+RELEASE_2024 = "82ce2bf"
+
+
+def release_2024_checkout(repo: str, given: str | None) -> str:
+    """A checkout of the 2024 release: `given`, or extracted from `repo`'s git history with
+    `git archive` into a temporary folder (their code is never copied into pai-bench)."""
+    if given:
+        return given
+    target = os.path.join(tempfile.mkdtemp(prefix="px-release-2024-"), "px-ntk-pruning")
+    os.makedirs(target)
+    try:
+        archive = subprocess.run(["git", "-C", repo, "archive", RELEASE_2024], check=True, capture_output=True)
+    except (OSError, subprocess.CalledProcessError) as error:
+        raise SystemExit(
+            f"cannot extract commit {RELEASE_2024} from {repo} ({error}): pass a git clone with its history, "
+            "or a checkout of that commit with --authors-2024"
+        ) from error
+    with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
+        tar.extractall(target, filter="data")
+    return target
+
+
+def configure_authors(
+    authors: SimpleNamespace, rounds: int, density: float, model_name: str = "resnet20",
+    examples_per_class: int = EXAMPLES_PER_CLASS,
+) -> None:
     """Set their global CONFIG as main.py and the CIFAR-10 launch script would.
 
     examples_per_class is the paper's 10 (PX reads it; the launch script omits it, which
@@ -133,7 +190,8 @@ def configure_authors(authors: SimpleNamespace, rounds: int, density: float) -> 
         "weight_remaining_ratio": density,
         "rounds": rounds,
         "batch_limit": 1,
-        "examples_per_class": EXAMPLES_PER_CLASS,
+        "examples_per_class": examples_per_class,
+        "aux_model": AUTHORS_AUX_MODELS[model_name],
     }
 
 
@@ -231,7 +289,7 @@ def run_authors(
     creates) all follow.
     """
     density = 1.0 - sparsity
-    configure_authors(authors, rounds, density)
+    configure_authors(authors, rounds, density, model_name, len(loader.dataset) // NUM_CLASSES)
     model = build_authors_model(authors, model_name, state).to(dtype)
     loader = in_dtype(loader, dtype)
     pruner = getattr(authors.pruners, AUTHORS_PRUNERS[method])(authors.generator.masked_parameters(model))
@@ -338,6 +396,7 @@ def authors_schedule():
 class Row:
     method: str
     options: dict[str, Any]
+    authors_release: str
     schedule: str
     authors_dtype: str
     sparsity: float
@@ -401,6 +460,7 @@ def compare_one(
     return Row(
         method=method,
         options=used_options,
+        authors_release=authors.release,
         schedule=schedule,
         authors_dtype=str(authors_dtype).removeprefix("torch."),
         sparsity=sparsity,
@@ -425,7 +485,7 @@ def px_gradients_in(authors, model_name, state, loader, dtype: torch.dtype) -> d
     init). The default dtype is switched too, so the constants their code creates (the ReLU
     gate maps, `ones_like`) follow.
     """
-    configure_authors(authors, 1, 1.0)
+    configure_authors(authors, 1, 1.0, model_name, len(loader.dataset) // NUM_CLASSES)
     model = build_authors_model(authors, model_name, state).to(dtype).eval()
     previous = torch.get_default_dtype()
     torch.set_default_dtype(dtype)
@@ -482,7 +542,7 @@ def describe_options(options: dict[str, Any]) -> str:
 def print_row(row: Row, show_layers: bool) -> None:
     corr = "-" if row.layer_correlation is None else f"{row.layer_correlation:.3f}"
     print(
-        f"| {row.method} | {describe_options(row.options)} | {row.schedule} | {row.authors_dtype} "
+        f"| {row.method} | {describe_options(row.options)} | {row.authors_release} | {row.schedule} | {row.authors_dtype} "
         f"| {row.sparsity:g} | {row.rounds} "
         f"| {row.asked_pai} / {row.asked_authors} | {row.kept_authors} | {row.kept_pai} "
         f"| {100 * row.agreement:.3f} | {row.jaccard:.3f} | {corr} "
@@ -498,10 +558,10 @@ def print_row(row: Row, show_layers: bool) -> None:
 
 
 TABLE_HEADER = (
-    "| method | pai-bench options | schedule | authors' dtype | sparsity | rounds | asked (pai / authors) "
+    "| method | pai-bench options | authors' code | schedule | authors' dtype | sparsity | rounds | asked (pai / authors) "
     "| kept authors | kept pai-bench "
     "| agree % | Jaccard | layer corr | empty authors | empty pai-bench | seconds (authors / pai) |\n"
-    "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+    "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 )
 
 
@@ -554,8 +614,22 @@ def main() -> None:
     parser.add_argument("--data", choices=("gaussian", "quickstart"), default="gaussian")
     parser.add_argument("--px-noise", action="store_true", help="also test whether their PX scores are rounding noise")
     parser.add_argument("--layers", action="store_true", help="print per-layer kept counts under each row")
+    parser.add_argument("--release-2024", action="store_true",
+                        help=f"also compare px.variant=release-2024 with the PX of the authors' release {RELEASE_2024} "
+                        "(one-shot unless --rounds; on their per-round counts)")
+    parser.add_argument("--authors-2024", default=None,
+                        help=f"a checkout of commit {RELEASE_2024} (default: extracted from --authors-repo's git history)")
+    parser.add_argument("--finding", choices=("px-batchnorm",), default=None,
+                        help="measure the figures of docs/findings/<name>.md (ignores the other options but "
+                        "--authors-repo, --authors-2024 and --out)")
     parser.add_argument("--out", default=None, help="write the figures as JSON here")
     args = parser.parse_args()
+
+    if args.finding == "px-batchnorm":
+        import px_batchnorm_finding
+
+        px_batchnorm_finding.main(args)
+        return
 
     authors = import_authors(args.authors_repo)
     model = pai_bench.build_model(args.model, num_classes=NUM_CLASSES, seed=0)
@@ -601,6 +675,21 @@ def main() -> None:
                 print_row(row, args.layers)
                 report["rows"].append(row.__dict__)
                 if args.out:  # after every row: a long run that is stopped keeps what it has
+                    with open(args.out, "w") as handle:
+                        json.dump(report, handle, indent=1)
+
+    if args.release_2024:
+        release = import_authors(release_2024_checkout(args.authors_repo, args.authors_2024), "release-2024")
+        rounds = args.rounds or 1
+        for options in ({"variant": "release-2024"}, {"variant": "release-2024", "dtype": "float32"}):
+            for sparsity in args.sparsities:
+                row = compare_one(
+                    release, args.model, model, state, "px", sparsity, rounds, batches, loader, options, "authors",
+                    getattr(torch, args.authors_dtype),
+                )
+                print_row(row, args.layers)
+                report["rows"].append(row.__dict__)
+                if args.out:
                     with open(args.out, "w") as handle:
                         json.dump(report, handle, indent=1)
 

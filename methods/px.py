@@ -1,6 +1,7 @@
 """PX, Path eXclusion (Iurada, Ciccone, Tommasi, CVPR 2024): the path kernel, data-aware.
 
-Per round, on copies of the masked network (the authors' `lib/pruners.py`, latest commit):
+Per round, on copies of the masked network (the authors' `lib/pruners.py`, latest commit;
+`variant=release-2024` computes it otherwise, see below):
 
 1. `act`, the network as it is, in eval mode and its own dtype, runs on the batch x; every
    ReLU records its gate 1[pre-activation > 0].
@@ -27,7 +28,8 @@ Everything else follows `variant`:
   the last BatchNorms are followed only by linear maps (identity ReLUs, sums, shortcuts) and
   a global average pool (ResNet-20/18, VGG-16-BN, QuickNet), pk's output is the classifier's
   bias whatever the weights: ∂R/∂w is zero in exact arithmetic and the scores are
-  floating-point rounding noise, in the authors' code too (benchmarks/README.md). This plugin
+  floating-point rounding noise, in the authors' code too (docs/findings/px-batchnorm.md,
+  benchmarks/README.md). This plugin
   reproduces that, and warns: in the first round of a prune it also scores in the other
   precision, and scores that depend on the weights agree to float32 precision while noise does
   not. Once the noise has emptied the classifier, the stem or a stage, every score is exactly
@@ -56,6 +58,48 @@ Everything else follows `variant`:
   weights make paths through the identity shortcuts the cheapest; no layer empties on
   VGG-16-BN at 98.2 % and 99 %.
 
+- `release-2024` is `PX.score` as the repository's first public release ran it (commit
+  82ce2bf, April 2024, with the copies of its models whose ReLUs can be switched off,
+  `lib/models/*_no_act.py`), the code closest to the paper:
+  * one copy of the network with the masked weights θ ⊙ m copied in, put in train mode: act,
+    jvf and pk all normalise with the batch statistics of the data; act runs with its ReLUs on
+    and records their gates;
+  * pk squares every state-dict entry whose name lacks `bn` (the classifier, the biases and
+    the shortcut BatchNorms included; `bn*` BatchNorms as they are), turns the ReLUs off and
+    runs on the pruning data x itself, not on all-ones rows, so its batch statistics vary
+    and z2 depends on the weights;
+  * jvf runs on x (not x**2) with the ReLUs off, each ReLU's output multiplied by act's gate.
+    Its `p[m > 0].fill_(1.0)` assigns into a copy (advanced indexing), so jvf keeps the masked
+    θ; as u * 1[u > 0] = relu(u) and both copies see the same batch, z1 is the network's own
+    train-mode output, which is how this plugin computes it (one forward pass; a test checks
+    it against the gated copy);
+  * R = Σ over batches and examples of z1 * pk(x) (no one-row shortcut: pk's rows differ),
+    and S = |∂R/∂w · w · θ · θ²| (their `p1.grad * p1 * p2 * p**2`), w = θ² pk's weight:
+    |∂R/∂θ²| |θ|^5.
+  Where pai-bench runs it otherwise, by the driver's shared rules: the pruning data are the
+  trial's class-balanced split (theirs: the first `batch_limit` batches, 2 in their launch
+  script, of the shuffled, augmented training loader); each round keeps round(d_r N) with
+  ties drawn (theirs N - int((1 - d_r) N), dropping every tie); `dtype` is float64 unless
+  set to float32 (theirs); ReLUs are found by interception on any ReLU network (their
+  switchable copies exist for four architectures); pai-bench's ResNet-20 pools with
+  `adaptive_avg_pool2d` (theirs `avg_pool2d(out, 8)`, equal in exact arithmetic). Measured
+  beside their code on pai-bench's ResNet-20 (same weights, the same 100 Gaussian examples,
+  one shot, on their counts): identical masks at 90 and 99 %, in float64 and in float32
+  (`benchmarks/compare_authors.py --finding px-batchnorm`).
+
+Determinism, measured with the authors' own code on ResNet-20 (100 examples, one shot, this
+project's 2-core CPU): the 2024 release's mask is identical with 1 and 2 threads and with the
+examples in order, reversed or permuted (Jaccard 1.000, at 90 and 99 %), the latest code's
+is not (Jaccard 0.47 to 0.66 against its 2-thread, in-order mask): its scores are rounding
+noise. Iterating amplifies rounding even where the scores depend on the weights: after 10
+rounds at 99 % the 2024 code's masks with 1 and with 2 threads agree to Jaccard 0.41 only,
+as each round's near-ties at the threshold change the network the next round scores.
+pai-bench's `release-2024` on the same weights and batch, 10 rounds at 99 %: float32, Jaccard
+0.410 between 1 and 2 threads, as theirs; float64 (the default), identical masks. Float64
+pushes the flips further out, it does not rule them out: masks of many rounds are certain to
+repeat only on one machine with one thread count, and layer collapse is measured and reported
+for every variant, never required of PX (docs/findings/px-batchnorm.md).
+
 Max-pools are not linearised in either copy (each takes the max of its own copy's values), as
 in the authors' code.
 
@@ -65,8 +109,9 @@ modules (which call `F.relu`), so it works whether a model calls ReLU as a funct
 module; the jvf pass must use exactly as many gates, of the same shapes, as the act pass
 recorded. Other nonlinearities (GELU, sigmoid, ...) have no PX linearisation and are refused.
 
-The pk network sees the same all-ones example in every row, so z2 is one row repeated (train-
-mode BatchNorm statistics over identical rows do not depend on their number):
+In `authors` and `uniform`, the pk network sees the same all-ones example in every row, so z2
+is one row repeated (train-mode BatchNorm statistics over identical rows do not depend on
+their number):
 R = sum_b sum(z1_b * z2) = sum((sum of z1 over all examples) * z2_row), computed with one
 forward and backward pass of pk on one all-ones row (two in train mode, for statistics)
 instead of one per batch. In exact arithmetic this is the authors' R and gradient (see the
@@ -92,7 +137,10 @@ from pai_bench.errors import UserError
 from pai_bench.method import SCORE_DTYPES, ScoreMethod, check_choice
 from pai_bench.plugins import register_method
 
-VARIANTS = ("authors", "uniform")
+VARIANTS = ("authors", "uniform", "release-2024")
+
+#: The page that explains the authors' variant's warning, linked from the leaderboard.
+FINDING = "docs/findings/px-batchnorm.md"
 
 # Out-of-place and in-place ReLU entry points; nn.ReLU and F.relu_ reach one of these.
 _RELU = {F.relu, torch.relu, torch.Tensor.relu}
@@ -107,7 +155,7 @@ _UNSUPPORTED: set[Callable] = {
 @dataclass
 class PXOptions:
     rounds: int = 100
-    variant: str = "authors"  # authors | uniform
+    variant: str = "authors"  # authors | uniform | release-2024
     dtype: str = "float64"  # float64 | float32 (the authors' precision)
 
     def __post_init__(self) -> None:
@@ -170,12 +218,14 @@ def _is_batchnorm(module: nn.Module) -> bool:
 
 
 def linearised_entries(model: nn.Module, variant: str) -> list[tuple[str, torch.Tensor]]:
-    """The state-dict entries that pk squares and jvf sets to 1 (each tensor once)."""
-    if variant == "authors":
+    """The state-dict entries that pk squares and jvf sets to 1 (each tensor once; the
+    release-2024 jvf changes none)."""
+    if variant in ("authors", "release-2024"):
+        spared = ("bn", "fc") if variant == "authors" else ("bn",)
         candidates: Iterable[tuple[str, torch.Tensor]] = (
             (name, tensor)
             for name, tensor in model.state_dict(keep_vars=True).items()
-            if "bn" not in name and "fc" not in name
+            if not any(part in name for part in spared)
         )
     else:
         candidates = (
@@ -227,6 +277,8 @@ def linearise(
     model: nn.Module, masks: Mapping[str, torch.Tensor], kind: str, variant: str, dtype: torch.dtype
 ) -> nn.Module:
     """A `dtype` copy of `model` as pk (`kind="pk"`) or jvf (`kind="jvf"`) for `variant`."""
+    if variant == "release-2024" and kind == "jvf":
+        raise ValueError("release-2024's jvf is the masked network itself (see release_2024_outputs)")
     out = copy.deepcopy(model).to(dtype).train()
     with torch.no_grad():
         for name, tensor in linearised_entries(out, variant):
@@ -249,6 +301,19 @@ def pk_is_eval(pk: nn.Module) -> bool:
     return not any(module.training for module in pk.modules())
 
 
+def release_2024_outputs(
+    model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], dtype: torch.dtype
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """(x, z1) per batch for release-2024: z1 = jvf(x), which is the masked network itself in
+    train mode (see the module docstring), so one ReLU-on forward pass of a train-mode copy."""
+    batches = list(batches)
+    if any(len(x) < 2 for x, _ in batches):
+        raise UserError("px.variant=release-2024 normalises with batch statistics: every pruning batch needs 2 examples or more")
+    act = copy.deepcopy(model).to(dtype).train()
+    with torch.no_grad():
+        return [(x, act(x.to(dtype))) for x, _ in batches]
+
+
 @register_method("px")
 class PX(ScoreMethod):
     """S = θ**2 * |∂R/∂θ**2|, R = sum(jvf(x**2; gates of x) * pk(1)), summed over the batches."""
@@ -259,12 +324,33 @@ class PX(ScoreMethod):
         if not batches:
             raise UserError("px needs pruning data")
         dtype = SCORE_DTYPES[self.options.dtype]
-        variant = self.options.variant
-        jvf = linearise(model, masks, "jvf", variant, dtype)
-        pk = linearise(model, masks, "pk", variant, dtype)
-        act = model.eval()
+        if self.options.variant == "release-2024":
+            outputs = release_2024_outputs(model, batches, dtype)
+            pk = linearise(model, masks, "pk", "release-2024", dtype)
 
-        # z1 summed over every example, one sum per example shape
+            def scores_in(pk: nn.Module, dtype: torch.dtype) -> dict[str, torch.Tensor]:
+                return self._release_2024_scores(model, pk, masks, outputs, dtype)
+
+        else:
+            z1_sums = self._z1_sums(model, masks, batches, dtype)
+            pk = linearise(model, masks, "pk", self.options.variant, dtype)
+
+            def scores_in(pk: nn.Module, dtype: torch.dtype) -> dict[str, torch.Tensor]:
+                return self._scores(model, pk, masks, z1_sums, dtype)
+
+        scores = scores_in(pk, dtype)
+        # once per method instance (a prune by name makes a new one): in the first round
+        if not getattr(self, "_checked", False):
+            self._checked = True
+            other = torch.float32 if dtype == torch.float64 else torch.float64
+            self._warn_if_noise(scores, scores_in(copy.deepcopy(pk).to(other), other))
+        return scores
+
+    def _z1_sums(self, model, masks, batches, dtype) -> dict[tuple[int, ...], torch.Tensor]:
+        """jvf(x**2) with the gates `act` (eval mode) records on x, summed over every example,
+        one sum per example shape."""
+        jvf = linearise(model, masks, "jvf", self.options.variant, dtype)
+        act = model.eval()
         z1_sums: dict[tuple[int, ...], torch.Tensor] = {}
         with torch.no_grad():
             for x, _ in batches:
@@ -277,14 +363,29 @@ class PX(ScoreMethod):
                 gated.check_all_used()
                 shape = tuple(x.shape[1:])
                 z1_sums[shape] = z1_sums[shape] + z1.sum(0) if shape in z1_sums else z1.sum(0)
+        return z1_sums
 
-        scores = self._scores(model, pk, masks, z1_sums, dtype)
-        # once per method instance (a prune by name makes a new one): in the first round
-        if not getattr(self, "_checked", False):
-            self._checked = True
-            other = torch.float32 if dtype == torch.float64 else torch.float64
-            again = self._scores(model, copy.deepcopy(pk).to(other), masks, z1_sums, other)
-            self._warn_if_noise(scores, again)
+    @staticmethod
+    def _release_2024_scores(model, pk, masks, outputs, dtype) -> dict[str, torch.Tensor]:
+        """S = |∂R/∂w · w · θ · θ²| with R = Σ_batches Σ z1 * pk(x) (ReLUs off, train mode),
+        w = θ² pk's weight and θ the masked weight (what their jvf holds, see the docstring)."""
+        params = dict(pk.named_parameters())
+        weights = [params[name].requires_grad_(True) for name in masks]
+        grads: list[torch.Tensor | None] = [None] * len(weights)
+        for x, z1 in outputs:  # one graph per batch at a time, as their per-batch backward
+            with torch.enable_grad(), ReluGates("identity"):
+                part = (z1.to(dtype) * pk(x.to(dtype))).sum()
+            for index, grad in enumerate(torch.autograd.grad(part, weights, allow_unused=True)):
+                if grad is not None:
+                    grads[index] = grad if grads[index] is None else grads[index] + grad
+        model_params = dict(model.named_parameters())
+        scores = {}
+        for name, weight, grad in zip(masks, weights, grads):
+            theta = model_params[name].detach().to(dtype)
+            if grad is None:
+                scores[name] = torch.zeros_like(theta)
+            else:
+                scores[name] = (grad * weight.detach() * theta * theta**2).abs()
         return scores
 
     @staticmethod
@@ -321,8 +422,9 @@ class PX(ScoreMethod):
                 f"px (variant={self.options.variant}): its scores are rounding noise (in float32 "
                 f"and float64 they differ by {self.disagreement:.1e} times their size): pk's output "
                 "does not depend on the weights, as train-mode BatchNorm normalises its all-ones "
-                "input to constants; "
-                "px.variant=uniform evaluates pk in eval mode",
+                "input to constants; px.variant=release-2024 (the authors' first release) and "
+                "px.variant=uniform (the path kernel) score the weights; see "
+                f"{FINDING}",
                 RuntimeWarning,
                 stacklevel=2,
             )

@@ -374,8 +374,19 @@ def _warning_lines(records: Sequence[Mapping[str, Any]]) -> list[str]:
         return []
     lines = ["Warnings raised while pruning:", ""]
     for (label, _), texts in sorted(kinds.items()):
-        lines.append(f"- **{label}**, {_plural(len(texts), 'trial')}: {texts[0]}")
+        lines.append(f"- **{label}**, {_plural(len(texts), 'trial')}: {_link_findings(texts[0])}")
     return lines + [""]
+
+
+#: Where a page under docs/findings/ is, seen from leaderboard/, where published leaderboards
+#: live (DESIGN.md); elsewhere the link's text still names the page in pai-bench's source.
+FINDINGS_LINK = "../docs/findings/"
+
+
+def _link_findings(text: str) -> str:
+    """A warning's mention of a finding (`docs/findings/px-batchnorm.md`, which explains PX's
+    warning) as a link to it."""
+    return re.sub(r"docs/findings/([\w.-]+\.md)", lambda m: f"[{m[0]}]({FINDINGS_LINK}{m[1]})", text)
 
 
 def _figure_table(figure: Figure, references: list[tuple[Cell, RowKey]], columns: list[Cell]) -> str | None:

@@ -125,6 +125,21 @@ def test_tie_broken_masks_and_pruning_warnings_are_shown(tmp_path):
     ]
 
 
+def test_a_warning_naming_a_finding_links_it(tmp_path):
+    """PX's warning names the page that explains it; the leaderboard's line links the page
+    (relative to leaderboard/, where published leaderboards live), and the page exists."""
+    from pai_bench.methods.px import FINDING
+
+    records = fixed_records()
+    for r in records:
+        if r["method"] == "snip" and r["status"] == "done":
+            r["warnings"] = [f"px (variant=authors): its scores are rounding noise; see {FINDING}"]
+    text = write(records, tmp_path / "f.md")[0].read_text()
+    link = "[docs/findings/px-batchnorm.md](../docs/findings/px-batchnorm.md)"
+    assert f"its scores are rounding noise; see {link}" in text
+    assert (Path(__file__).parents[1] / "leaderboard" / "../docs/findings/px-batchnorm.md").resolve().is_file()
+
+
 def test_layer_collapse_counts_empty_layers_and_layers_with_no_output_unit():
     layer = {"name": "conv", "kept": 5, "total": 9, "outputs": 4, "alive_outputs": 4}
     record = {"masks": {"layers": [layer, {**layer, "kept": 0, "alive_outputs": 0}, {**layer, "alive_outputs": 0}]}}
