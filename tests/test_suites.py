@@ -40,7 +40,11 @@ BUILT_IN = sorted(
 PRETRAINED_METHODS = [m for m in BUILT_IN if not m.startswith("scratch-")]
 #: Rows of their own in every standard suite: SNIP in train-mode BatchNorm (as the PX and
 #: Synaptic-Flow loops score it; `snip` is eval mode, as the official code), PX with pk in eval mode.
-VARIANTS = {"snip-train": {"method": "snip", "bn_mode": "train"}, "px-uniform": {"method": "px", "variant": "uniform"}}
+VARIANTS = {
+    "snip-train": {"method": "snip", "bn_mode": "train"},
+    "px-uniform": {"method": "px", "variant": "uniform"},
+    "px-2024": {"method": "px", "variant": "release-2024"},
+}
 
 SGD = {"momentum": 0.9, "gamma": 0.1}
 CIFAR10 = {"epochs": 160, "batch_size": 128, "lr": 0.1, "nesterov": False, "weight_decay": 1e-4, "milestones": [80, 120], **SGD}
@@ -123,14 +127,14 @@ def test_suite_cuts_down_from_the_command_line(suite):
 
 def test_full_grids_are_seed_major_with_seeds_shared_across_methods():
     specs = expand_grid(load_config("cifar10"))
-    assert len(specs) == 5 * (1 + 13 * 9)  # dense once per seed; 11 methods and 2 variants
+    assert len(specs) == 5 * (1 + 14 * 9)  # dense once per seed; 11 methods and 3 variants
     assert [s.seed for s in specs] == sorted(s.seed for s in specs)
     assert all({s.seed for s in specs if s.row_name == m} == set(range(5)) for m in BUILT_IN + list(VARIANTS))
     transfer = expand_grid(load_config("transfer"))
-    assert len(transfer) == 5 * 3 * (1 + 11 * 4) and len({s.key for s in transfer}) == len(transfer)
+    assert len(transfer) == 5 * 3 * (1 + 12 * 4) and len({s.key for s in transfer}) == len(transfer)
     assert [s.seed for s in transfer] == sorted(s.seed for s in transfer)
     first_seed = [s for s in transfer if s.seed == 0]
-    assert [s.cell for s in first_seed[:: 1 + 11 * 4]] == ["cifar10", "cifar100", "tinyimagenet"]
+    assert [s.cell for s in first_seed[:: 1 + 12 * 4]] == ["cifar10", "cifar100", "tinyimagenet"]
 
 
 # --- cells ---------------------------------------------------------------------------------
