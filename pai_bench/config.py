@@ -344,7 +344,7 @@ def _validate_cell(cell: CellConfig | SuiteConfig) -> None:
 
 def _validate_train(train: TrainConfig) -> None:
     """Values with which no trial could train: rejected once, before any trial fails on them."""
-    _require("train.lr", train.lr, train.lr > 0, "a positive learning rate, e.g. train.lr=0.1")
+    _require("train.lr", train.lr, train.lr >= 0, "a learning rate of 0 or more, e.g. train.lr=0.1 (0 keeps the initial weights)")
     _require("train.momentum", train.momentum, 0 <= train.momentum < 1, "a momentum in [0, 1), e.g. 0.9")
     _require("train.weight_decay", train.weight_decay, train.weight_decay >= 0, "0 or a positive weight decay, e.g. 1e-4")
     _require("train.gamma", train.gamma, train.gamma > 0, "a positive learning-rate factor, e.g. 0.1")

@@ -184,7 +184,7 @@ def test_list_and_show(capsys):
         (["results", ".", "--format", "xml"], "unknown format 'xml'; valid choices: csv, json, md"),
         (["run", "suite=quickstart", "data.name=cifar10", "data.download=false", "data.root=/nonexistent/cifar"], "cifar-10-python.tar.gz"),
         (["run", "suite=quickstart", "sparsities=0.9"], "sparsities=0.9: a list is expected, e.g. sparsities=[0.9]"),
-        (["run", "suite=quickstart", "train.lr=-1"], "train.lr=-1.0: expected a positive learning rate"),
+        (["run", "suite=quickstart", "train.lr=-1"], "train.lr=-1.0: expected a learning rate of 0 or more"),
         (["run", "suite=quickstart", "methods=[magnitude]", "sparsities=[0.9999999]"], "sparsity 0.9999999 keeps round((1 - s) * N) = 0 of the N = 24,112"),
         (["run", "suite=quickstart", "out=/proc/pai-bench-out"], "cannot create out=/proc/pai-bench-out"),
         (["run", "suite=quickstart", f"out={__file__}"], "is a file, not a folder"),

@@ -53,10 +53,9 @@ def test_bad_config_is_a_one_line_user_error(overrides, message):
 @pytest.mark.parametrize(
     "override, message",
     [
-        ("train.lr=-1", r"train.lr=-1.0: expected a positive learning rate"),
-        ("train.lr=0", r"train.lr=0.0: expected a positive learning rate"),
-        ("train.lr=nan", r"train.lr=nan: expected a positive learning rate"),
-        ("train.lr=inf", r"train.lr=inf: expected a positive learning rate"),
+        ("train.lr=-1", r"train.lr=-1.0: expected a learning rate of 0 or more"),
+        ("train.lr=nan", r"train.lr=nan: expected a learning rate of 0 or more"),
+        ("train.lr=inf", r"train.lr=inf: expected a learning rate of 0 or more"),
         ("train.batch_size=0", r"train.batch_size=0: expected a positive number of examples"),
         ("train.eval_batch_size=0", r"train.eval_batch_size=0: expected a positive number"),
         ("train.weight_decay=-1", r"train.weight_decay=-1.0: expected 0 or a positive weight decay"),
