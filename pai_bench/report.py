@@ -7,11 +7,13 @@ import pandas as pd
 from pai_bench.ablations import row_label
 
 #: The leading columns of `pai-bench results`, in order; other fields follow.
-LEADING = ["key", "method", "sparsity", "seed", "status", "test_acc"]
+#: sparsity_effective: the share of weights on no path from input to output once pruned
+#: (`pai_bench.effective`), at least the nominal sparsity.
+LEADING = ["key", "method", "sparsity", "seed", "status", "test_acc", "sparsity_effective"]
 FORMATS = ("csv", "md", "json")
 #: Compute and size figures of each trial (`pai_bench.flops.trial_figures`), after the leading columns.
 SIZE_COLUMNS = ["sparsity_prunable", "compression", "macs", "macs_dense", "speedup", "params", "params_dense"]
-COUNT_COLUMNS = ["macs", "macs_dense", "params", "params_dense"]
+COUNT_COLUMNS = ["macs", "macs_dense", "params", "params_dense", "effective_kept", "effective_collapsed_layers"]
 
 
 def results_frame(records: list[dict]) -> pd.DataFrame:
@@ -28,6 +30,7 @@ def results_frame(records: list[dict]) -> pd.DataFrame:
                 "seed": record.get("seed"),
                 "status": record.get("status"),
                 "test_acc": record.get("test_acc"),
+                "sparsity_effective": record.get("sparsity_effective"),
                 **{column: record.get(column) for column in SIZE_COLUMNS},
                 "budget": budget.get("ratio"),
                 "ablation": record.get("ablation"),
@@ -38,6 +41,8 @@ def results_frame(records: list[dict]) -> pd.DataFrame:
                 "kept": masks.get("kept"),
                 "total": masks.get("total"),
                 "collapsed_layers": masks.get("collapsed_layers"),
+                "effective_kept": masks.get("effective_kept"),
+                "effective_collapsed_layers": masks.get("effective_collapsed_layers"),
                 "epochs": len(record.get("epochs", [])),
                 "prune_s": timings.get("prune_s"),
                 "train_s": timings.get("train_s"),

@@ -143,7 +143,7 @@ def test_a_cell_can_be_defined_from_the_command_line():
         (["cells.cifar10.methods=[px]"], r"unknown key 'cells.cifar10.methods'; valid keys of cells.cifar10: model, data, train, prune"),
         (["cells.cifar100.model.name=resnet9000"], r"cell 'cifar100': unknown model 'resnet9000'"),
         (["cells.tinyimagenet.data.name=mnist"], r"cell 'tinyimagenet': unknown dataset 'mnist'"),
-        (["cells.cifar10.train.epochs=0"], r"cell 'cifar10': train.epochs=0"),
+        (["cells.cifar10.train.epochs=-1"], r"cell 'cifar10': train.epochs=-1: need 0 \(prune only, no training\) or more"),
         (["model.weights=/nonexistent/resnet50.pth"], r"cell 'cifar10': weights file not found: /nonexistent/resnet50.pth"),
         (["model.weights=IMAGENET9K"], r"unknown weights 'IMAGENET9K' for torchvision-resnet50; valid choices: IMAGENET1K_V1"),
     ],
