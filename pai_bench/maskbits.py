@@ -57,6 +57,10 @@ def jaccard(a: Mapping[str, Any], b: Mapping[str, Any]) -> float:
     nothing). Masks of different layers or shapes are not of one network: ValueError."""
     if list(a) != list(b) or any(tuple(np.shape(a[name])) != tuple(np.shape(b[name])) for name in a):
         raise ValueError("the two masks are not of the same layers")
-    x, y = flat_mask(a), flat_mask(b)
+    return jaccard_flat(flat_mask(a), flat_mask(b))
+
+
+def jaccard_flat(x: np.ndarray, y: np.ndarray) -> float:
+    """`jaccard` of two flat bool arrays."""
     union = int(np.count_nonzero(x | y))
     return float(np.count_nonzero(x & y)) / union if union else 1.0
