@@ -67,23 +67,28 @@ def summary_markdown(frame: pd.DataFrame) -> str:
     """Mean ± std of test accuracy over seeds, methods as rows, sparsities as columns; one table
     per cell of a suite with cells (a transfer suite's datasets are never averaged together).
 
-    Unfinished trials are counted beside each cell, never silently dropped.
+    Unfinished trials are counted beside each cell, never silently dropped. A prune-only run
+    (no trial has an accuracy) shows the effective sparsity (%) instead, and says so.
     """
     if frame.empty:
         return "(no trials)\n"
+    column, note = "test_acc", ""
+    if frame["test_acc"].isna().all() and frame["sparsity_effective"].notna().any():
+        column, note = "sparsity_effective", "Prune only, no accuracy: effective sparsity (%), mean ± std over seeds.\n\n"
+        frame = frame.assign(sparsity_effective=100 * frame["sparsity_effective"].astype(float))
     if "cell" in frame and frame["cell"].notna().any():
         named = frame["cell"].fillna("(no cell)")
-        return "\n".join(f"## {cell}\n\n" + _summary_table(group) for cell, group in frame.groupby(named, sort=True))
-    return _summary_table(frame)
+        return note + "\n".join(f"## {cell}\n\n" + _summary_table(group, column) for cell, group in frame.groupby(named, sort=True))
+    return note + _summary_table(frame, column)
 
 
-def _summary_table(frame: pd.DataFrame) -> str:
+def _summary_table(frame: pd.DataFrame, column: str = "test_acc") -> str:
     cells: dict[str, dict[str, str]] = {}
     # An ablated trial (`snip (shuffled)`) is a row of its own, never averaged with its method.
     ablation = frame["ablation"] if "ablation" in frame else pd.Series(None, index=frame.index)
     rows = [row_label(m, a if isinstance(a, str) else None) for m, a in zip(frame["method"], ablation)]
     for (method, sparsity), group in frame.groupby([pd.Series(rows, index=frame.index, name="method"), "sparsity"], sort=True):
-        done = group[group["status"] == "done"]["test_acc"].astype(float)
+        done = group[group["status"] == "done"][column].astype(float)
         text = f"{done.mean():.2f} ± {done.std(ddof=1) if len(done) > 1 else 0.0:.2f} (n={len(done)})" if len(done) else "–"
         others = group[group["status"] != "done"]["status"].value_counts()
         if len(others):
