@@ -76,7 +76,8 @@ class DiagnosticsConfig:
     ntk: bool = False  # empirical NTK trace and top eigenvalues at init, pruned vs dense (pai_bench.diagnostics)
     ntk_examples: int = 8  # pruning-split examples the NTK is measured on; memory ~ examples x classes x weights
     # The mask again with the scores in the other precision (float32 <-> float64) and with the
-    # pruning split in another order; the record keeps the Jaccard index of each with the mask.
+    # pruning split in another order, at the sparsities of masks_at (it prunes three times); the
+    # record keeps the Jaccard index of each with the mask (pai_bench.rounding).
     rounding: bool = False
     # Prune-only trials (train.epochs=0) at these sparsities keep their mask in the record, for
     # the methods' mask similarity; null: at every sparsity, []: never (pai_bench.maskbits).

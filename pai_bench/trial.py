@@ -377,7 +377,7 @@ def _prune(spec: TrialSpec, dataset: Dataset, device: torch.device) -> tuple[tor
             "ntk": ntk,
         }
         setup["timings"]["ntk_s"] = ntk["pruned"]["seconds"] + ntk["dense"]["seconds"]
-    if spec.diagnostics.rounding and masks and spec.ablation is None and not method.keeps_everything:
+    if spec.diagnostics.rounding and masks and spec.ablation is None and not method.keeps_everything and _keeps_mask_at(spec):
         rounding = rounding_agreement(model, spec.method, spec.options, spec.sparsity, batches, masks, spec.seed, spec.prune.exclude)
         setup["timings"]["rounding_s"] = rounding.pop("rounding_s")
         setup.setdefault("diagnostics", {}).update(rounding)
@@ -403,7 +403,8 @@ def _effective_layers(
 
 
 def _keeps_mask_at(spec: TrialSpec) -> bool:
-    """Whether this prune-only trial keeps its mask in the record (`diagnostics.masks_at`)."""
+    """Whether the trial is at a sparsity of `diagnostics.masks_at`, where a prune-only trial
+    keeps its mask and `diagnostics.rounding` recomputes it (three prunes instead of one)."""
     wanted = spec.diagnostics.masks_at
     return wanted is None or any(math.isclose(spec.sparsity, s, abs_tol=1e-12) for s in wanted)
 

@@ -276,8 +276,10 @@ def test_a_prune_only_trial_measures_the_masks_at_init_and_trains_nothing():
     assert spec.key != quick_specs("methods=[random]", "sparsities=[0.97]", "seeds=1")[0].key
 
 
-def test_masks_at_keeps_a_prune_only_mask_at_those_sparsities_only():
-    specs = quick_specs("methods=[magnitude]", "sparsities=[0.5,0.9]", "seeds=1", "train.epochs=0", "diagnostics.masks_at=[0.9]")
+def test_masks_at_keeps_a_prune_only_mask_and_measures_rounding_at_those_sparsities_only():
+    overrides = ["methods=[magnitude]", "sparsities=[0.5,0.9]", "seeds=1", "train.epochs=0", "diagnostics.masks_at=[0.9]", "diagnostics.rounding=true"]
+    specs = quick_specs(*overrides)
     dataset = load_trial_data(specs[0])
     records = {spec.sparsity: run_trial(spec, dataset=dataset) for spec in specs}
     assert "mask" not in records[0.5] and "mask" in records[0.9]
+    assert "diagnostics" not in records[0.5] and records[0.9]["diagnostics"]["rounding_jaccard_dtype"] == 1.0
