@@ -63,7 +63,7 @@ class _PathMode(TorchFunctionMode):
         name = getattr(func, "__name__", "")
         if name in _NORMALISATIONS:
             return args[0] if args else kwargs["input"]
-        if name in _MAX_POOLS and not kwargs.get("return_indices") and _arg(args, kwargs, 4, "dilation", 1) in (1, (1,), (1, 1), (1, 1, 1)):
+        if name in _MAX_POOLS and not _arg(args, kwargs, 6, "return_indices", False) and _arg(args, kwargs, 4, "dilation", 1) in (1, (1,), (1, 1), (1, 1, 1)):
             kernel = _arg(args, kwargs, 1, "kernel_size", None)
             return _MAX_POOLS[name](
                 _arg(args, kwargs, 0, "input", None),

@@ -125,3 +125,12 @@ def test_synflow_in_float64_is_nonzero_exactly_on_the_effective_weights(density)
     alive = sum(int(m.sum()) for m in effective.values())
     if density < 0.01:  # random pruning this sparse leaves dead weights: the test has something to find
         assert alive < kept
+
+
+def test_max_pooling_passes_every_unit_of_its_window_not_only_the_one_a_tie_picks():
+    # On a 2x2 map, the 3x3 kernel's corner (0, 0) reaches only output (1, 1); a max-pool whose
+    # gradient went to the first of four tied maxima, (0, 0), would call that weight dead.
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 1, 3, padding=1), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(1, 1))
+    effective = effective_masks(model, full_masks(prunable_parameters(model)), (1, 2, 2))
+    assert effective["0.weight"].all() and effective["3.weight"].all()
