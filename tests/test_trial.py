@@ -283,3 +283,13 @@ def test_masks_at_keeps_a_prune_only_mask_and_measures_rounding_at_those_sparsit
     records = {spec.sparsity: run_trial(spec, dataset=dataset) for spec in specs}
     assert "mask" not in records[0.5] and "mask" in records[0.9]
     assert "diagnostics" not in records[0.5] and records[0.9]["diagnostics"]["rounding_jaccard_dtype"] == 1.0
+
+
+def test_an_architecture_method_counts_the_small_models_effective_weights_against_the_dense_ones():
+    spec = quick_specs("methods=[scratch-e]", "sparsities=[0.9]", "seeds=1", "train.epochs=0")[0]
+    record = run_trial(spec)
+    assert record["status"] == "done", record.get("error")
+    # a narrower dense network: every weight on a path, so effective is its whole weight count
+    assert record["sparsity_effective"] == pytest.approx(record["sparsity_prunable"])
+    assert [layer["effective"] for layer in record["masks"]["layers"]] == [layer["kept"] for layer in record["masks"]["layers"]]
+    assert "mask" not in record
