@@ -284,15 +284,20 @@ def _group_section(group: Group, cells: Sequence[Cell], records, layer_plot: str
 
 
 def _summary_table(cells: Sequence[Cell]) -> str | None:
-    """One line per method: its collapse point, how much of its mask is rounding (the lowest
-    Jaccard index over its trials), and its pruning seconds over the grid."""
+    """One line per method: the trials it has done and their seeds (a run cut down for a costly
+    method shows here), its collapse point, how much of its mask is rounding (the lowest Jaccard
+    index over its trials), and its pruning seconds over the grid."""
     rows = {}
     for key in _mask_rows(cells):
         records = _done([r for c in cells if key in c.rows for r in c.rows[key].records])
         if not records:
             continue
         point = collapse_point(records)
-        row = {"collapse point": lb.sparsity_label(point) if point is not None else "none"}
+        seeds = sorted({int(r["seed"]) for r in records if r.get("seed") is not None})
+        row = {
+            "trials (seeds)": f"{len(records)} ({lb._ranges(seeds)})",
+            "collapse point": lb.sparsity_label(point) if point is not None else "none",
+        }
         for name, title in ROUNDING_TITLES.items():
             values = [v for r in records for v in [lb._number((r.get("diagnostics") or {}).get(name))] if v is not None]
             if values:

@@ -98,7 +98,7 @@ def test_similarity_is_the_mean_jaccard_over_shared_seeds(page):
 def test_each_model_has_effective_sparsity_collapse_time_rounding_and_ntk(page):
     section = page[page.index("## init: resnet20 on cifar10") :]
     summary = table_after(section, "## init: resnet20 on cifar10")
-    assert summary["a"]["collapse point"] == "99 %"
+    assert summary["a"]["collapse point"] == "99 %" and summary["a"]["trials (seeds)"] == "6 (0–1)"
     assert summary["a"]["Jaccard with the mask from scores in the other precision (lowest)"] == "0.800"
     assert summary["a"]["Jaccard with the mask from the pruning split in another order (lowest)"] == "0.900"
     effective = table_after(section, "Effective sparsity (%)")
