@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -246,19 +247,12 @@ def write_init_leaderboard(
         group_records = [r for r in records if stats.record_group(r) == group]
         seeds = sorted({int(r["seed"]) for r in group_records if r.get("seed") is not None})
         prefix = f"**{group.label}**: " if len(groups) > 1 else ""
-        not_done = {s: n for s, n in sorted(_status_counts(group_records).items()) if s != "done"}
+        not_done = {s: n for s, n in sorted(Counter(str(r.get("status")) for r in group_records).items()) if s != "done"}
         failures = f" Not done: {', '.join(f'{n} {s}' for s, n in not_done.items())} of {len(group_records)} trials." if not_done else ""
         lines += [f"- {prefix}Seeds {lb._ranges(seeds)}.{failures} Protocol: {lb._protocol(group_records)}"]
     lines += [f"- {lb._versions(records)}Leaderboard written by pai-bench {version} on {date}."]
     out_md.write_text("\n".join(lines).rstrip() + "\n")
     return out_md, png
-
-
-def _status_counts(records: Sequence[Mapping[str, Any]]) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for record in records:
-        counts[str(record.get("status"))] = counts.get(str(record.get("status")), 0) + 1
-    return counts
 
 
 def _group_section(group: Group, cells: Sequence[Cell], records, layer_plot: str | None) -> list[str]:
