@@ -220,7 +220,8 @@ def write_init_leaderboard(
             "## Collapse point",
             "",
             "The largest sparsity of the grid at which every seed keeps every layer connected (at least one effective "
-            "weight in each layer); none: some layer is cut off at every sparsity.",
+            "weight in each conv and linear layer, 1x1 shortcut convolutions included, though a block whose shortcut is "
+            "cut still passes its main path); none: some layer is cut off at every sparsity.",
             "",
             collapse,
             "",

@@ -130,6 +130,8 @@ FIGURES: list[Figure] = [
 DIAGNOSTIC_TITLES = {
     "ntk_trace_ratio": "NTK trace at initialisation, pruned / dense (empirical NTK on a small batch), mean over seeds",
     "ntk_top_eigenvalue_ratio": "NTK top eigenvalue at initialisation, pruned / dense, mean over seeds",
+    "rounding_jaccard_dtype": "rounding: Jaccard index of the mask with the one from scores in the other precision (float32 / float64), mean over seeds",
+    "rounding_jaccard_order": "rounding: Jaccard index of the mask with the one from the pruning examples in another order, mean over seeds",
 }
 
 
