@@ -317,7 +317,7 @@ def _short(group: Group) -> str:
 
 def plot_effective(groups: Mapping[Group, Sequence[Cell]], path: str | Path) -> Path:
     """Effective against nominal remaining weights (log-log), one panel per table; the diagonal
-    is a mask with every kept weight effective."""
+    is a mask with every kept weight effective, and × on the panel's floor a mask with none."""
     from matplotlib.figure import Figure as MplFigure
     from matplotlib.ticker import FuncFormatter, NullFormatter
 
@@ -328,14 +328,24 @@ def plot_effective(groups: Mapping[Group, Sequence[Cell]], path: str | Path) -> 
     for ax, (group, cells) in zip(axes, groups.items()):
         columns = lb._columns(cells)
         nominal = [100 * (1 - c.sparsity) for c in columns]
+        lines = {}
         for key in _mask_rows(columns):
             points = []
             for cell in columns:
                 values = [v for r in _done(cell.rows[key].records if key in cell.rows else []) for v in [_effective_sparsity(r)] if v is not None]
                 if values:
-                    points.append((100 * (1 - cell.sparsity), max(100.0 - float(np.mean(values)), 1e-4)))
+                    points.append((100 * (1 - cell.sparsity), 100.0 - float(np.mean(values))))
             if points:
-                ax.plot(*zip(*points), marker="o", markersize=4, label=key.label)
+                lines[key.label] = points
+        positive = [y for points in lines.values() for _, y in points if y > 0]
+        floor = min(positive, default=1.0) / 3
+        for label, points in lines.items():
+            line = ax.plot(*zip(*[(x, max(y, floor)) for x, y in points]), marker="o", markersize=4, label=label)
+            empty = [(x, floor) for x, y in points if y <= 0]
+            if empty:
+                ax.plot(*zip(*empty), linestyle="none", marker="x", markersize=9, color=line[0].get_color())
+        if any(y <= 0 for points in lines.values() for _, y in points):
+            ax.plot([], [], linestyle="none", marker="x", color="grey", label="no effective weight left")
         if nominal:
             ax.plot([max(nominal), min(nominal)], [max(nominal), min(nominal)], color="black", linestyle="--", linewidth=0.8, label="all kept weights effective")
         ax.set_xscale("log")
