@@ -1,9 +1,10 @@
 """pai-bench: a benchmark harness for pruning-at-initialization methods.
 
-The Python API: `prune`, `list_methods`, `export_masks`, `build_model`, `count_macs`,
+The Python API: `prune`, `list_methods`, `export_masks`, `effective_masks`, `build_model`, `count_macs`,
 `model_summary`, and `register_method` with the `Method` base classes for writing a plugin.
 """
 
+from pai_bench.effective import effective_masks
 from pai_bench.flops import count_macs, model_summary
 from pai_bench.masks import export_masks
 from pai_bench.method import ArchitectureMethod, Method, ScoreMethod
@@ -20,6 +21,7 @@ __all__ = [
     "__version__",
     "build_model",
     "count_macs",
+    "effective_masks",
     "export_masks",
     "list_methods",
     "list_models",

@@ -54,7 +54,7 @@ class DataConfig:
 
 @dataclass
 class TrainConfig:
-    epochs: int = 160
+    epochs: int = 160  # 0: prune only (measure the masks at initialisation, train nothing)
     batch_size: int = 128
     lr: float = 0.1
     momentum: float = 0.9
@@ -75,8 +75,23 @@ class PruneConfig:
     batch_size: Optional[int] = None
 
 
+@dataclass
+class DiagnosticsConfig:
+    """Measurements added to each trial; they do not change its result (nor the trial key)."""
+
+    ntk: bool = False  # empirical NTK trace and top eigenvalues at init, pruned vs dense (pai_bench.diagnostics)
+    ntk_examples: int = 8  # pruning-split examples the NTK is measured on; memory ~ examples x classes x weights
+    # The mask again with the scores in the other precision (float32 <-> float64) and with the
+    # pruning split in another order, at the sparsities of masks_at (it prunes three times); the
+    # record keeps the Jaccard index of each with the mask (pai_bench.rounding).
+    rounding: bool = False
+    # Prune-only trials (train.epochs=0) at these sparsities keep their mask in the record, for
+    # the methods' mask similarity; null: at every sparsity, []: never (pai_bench.maskbits).
+    masks_at: Optional[list[float]] = None
+
+
 #: The sections a cell of a suite may override.
-CELL_SECTIONS = ("model", "data", "train", "prune")
+CELL_SECTIONS = ("model", "data", "train", "prune", "diagnostics")
 
 
 @dataclass
@@ -92,6 +107,7 @@ class CellConfig:
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     prune: PruneConfig = field(default_factory=PruneConfig)
+    diagnostics: DiagnosticsConfig = field(default_factory=DiagnosticsConfig)
 
 
 @dataclass
@@ -110,14 +126,6 @@ class RayConfig:
     storage: Optional[str] = None  # trial checkpoints (Tune's storage); default <out>/ray; shared (NFS, s3://) on several nodes
     max_failures: int = 2  # retries of a trial whose process died (node lost, killed), from its last checkpoint
     max_concurrent: int = 0  # trials at once at most; 0: as many as the resources allow
-
-
-@dataclass
-class DiagnosticsConfig:
-    """Measurements added to each trial; they do not change its result (nor the trial key)."""
-
-    ntk: bool = False  # empirical NTK trace and top eigenvalues at init, pruned vs dense (pai_bench.diagnostics)
-    ntk_examples: int = 8  # pruning-split examples the NTK is measured on; memory ~ examples x classes x weights
 
 
 @dataclass
@@ -300,8 +308,6 @@ def validate(config: SuiteConfig) -> None:
     if config.seeds < 1:
         raise UserError(f"seeds={config.seeds}: need at least one seed")
     _validate_ablations(config)
-    if config.diagnostics.ntk_examples < 1:
-        raise UserError(f"diagnostics.ntk_examples={config.diagnostics.ntk_examples}: need at least one example")
     if config.executor not in EXECUTORS:
         raise unknown_choice("executor", config.executor, EXECUTORS)
     _validate_execution(config)
@@ -336,8 +342,13 @@ def _validate_cell(cell: CellConfig | SuiteConfig) -> None:
         check_weights(cell.model.name, cell.model.weights)
     if cell.data.name not in list_datasets():
         raise unknown_choice("dataset", cell.data.name, list_datasets())
-    if cell.train.epochs < 1:
-        raise UserError(f"train.epochs={cell.train.epochs}: need at least one epoch")
+    if cell.train.epochs < 0:
+        raise UserError(f"train.epochs={cell.train.epochs}: need 0 (prune only, no training) or more epochs")
+    if cell.diagnostics.ntk_examples < 1:
+        raise UserError(f"diagnostics.ntk_examples={cell.diagnostics.ntk_examples}: need at least one example")
+    for sparsity in cell.diagnostics.masks_at or []:
+        if not 0.0 <= sparsity < 1.0:
+            raise UserError(f"diagnostics.masks_at holds {sparsity}: a sparsity must be in [0, 1)")
     _validate_train(cell.train)
     _validate_data(cell.data)
     _validate_range("data.rrc_scale", cell.data.rrc_scale, upper=1.0)

@@ -92,7 +92,18 @@ def _number(value: Any) -> float | None:
     return float(value) if math.isfinite(value) else None
 
 
+def effective_sparsity_percent(record: Mapping[str, Any]) -> float | None:
+    """The trial's effective sparsity (`pai_bench.effective`) in percent, None if not recorded."""
+    value = _number(record.get("sparsity_effective"))
+    return None if value is None else 100.0 * value
+
+
 FIGURES: list[Figure] = [
+    Figure(
+        "effective sparsity (%): weights removed or on no path from input to output, mean over seeds",
+        effective_sparsity_percent,
+        fmt="{:.6g}",
+    ),
     Figure(
         "theoretical speed-up (MACs of the dense model / MACs), mean over seeds",
         lambda r: _number(r.get("speedup")),
@@ -122,6 +133,8 @@ FIGURES: list[Figure] = [
 DIAGNOSTIC_TITLES = {
     "ntk_trace_ratio": "NTK trace at initialisation, pruned / dense (empirical NTK on a small batch), mean over seeds",
     "ntk_top_eigenvalue_ratio": "NTK top eigenvalue at initialisation, pruned / dense, mean over seeds",
+    "rounding_jaccard_dtype": "rounding: Jaccard index of the mask with the one from scores in the other precision (float32 / float64), mean over seeds",
+    "rounding_jaccard_order": "rounding: Jaccard index of the mask with the one from the pruning examples in another order, mean over seeds",
 }
 
 
@@ -166,9 +179,14 @@ def write_leaderboard(
         raise unknown_choice("test", paired_test, stats.PAIRED_TESTS)
     if not 0.0 < alpha < 1.0:
         raise UserError(f"alpha={alpha} is outside (0, 1)")
-    analysis = stats.analyse(records, alpha=alpha, paired_test=paired_test)
+    from pai_bench.init_leaderboard import is_prune_only, write_init_leaderboard
+
     out_md = Path(out_md)
     try:
+        if all(is_prune_only(record) for record in records):
+            # Prune-only trials have no accuracy: their page is the masks at initialisation.
+            return write_init_leaderboard(records, out_md, title=title, version=version or __version__, date=date or _date.today().isoformat())
+        analysis = stats.analyse(records, alpha=alpha, paired_test=paired_test)
         return _write_files(analysis, records, out_md, title, version, date)
     except OSError as error:
         raise UserError(f"cannot write the leaderboard {out_md}: {error.strerror or error}; choose a folder you can write") from None
@@ -178,6 +196,7 @@ def _write_files(analysis: Analysis, records, out_md: Path, title: str | None, v
     out_md.parent.mkdir(parents=True, exist_ok=True)
     png = out_md.with_suffix(".png")
     plot_leaderboard(analysis, png, title=title)
+    effective_png = plot_leaderboard(analysis, effective_plot_path(out_md), effective=True, title=title)
     layer_plots = {}
     for group, cells in _groups(analysis).items():
         path = layer_plot_path(out_md, group)
@@ -187,6 +206,7 @@ def _write_files(analysis: Analysis, records, out_md: Path, title: str | None, v
         analysis,
         records,
         plot=png.name,
+        effective_plot=effective_png.name if effective_png else None,
         layer_plots=layer_plots,
         title=title,
         version=version or __version__,
@@ -251,6 +271,7 @@ def leaderboard_markdown(
     version: str,
     date: str,
     layer_plots: Mapping[Group, str] | None = None,
+    effective_plot: str | None = None,
 ) -> str:
     groups = _groups(analysis)
     suites = sorted({g.suite for g in groups})
@@ -263,6 +284,14 @@ def leaderboard_markdown(
     ]
     if plot:
         lines += [f"![test accuracy against remaining weights]({plot})", ""]
+    if effective_plot:
+        lines += [
+            "The same against *effective* remaining weights (kept weights on a path from input to output; "
+            "Vysogorets & Kempe, JMLR 2023), where methods that leave dead weights move left:",
+            "",
+            f"![test accuracy against effective remaining weights]({effective_plot})",
+            "",
+        ]
     for group, cells in groups.items():
         lines += _group_section(analysis, group, cells, records, (layer_plots or {}).get(group))
     lines += _ranking_section(analysis)
@@ -627,14 +656,33 @@ def _versions(records) -> str:
 # --- the plot -------------------------------------------------------------------------------
 
 
-def plot_leaderboard(analysis: Analysis, path: str | Path, title: str | None = None) -> Path:
+def effective_plot_path(out_md: str | Path) -> Path:
+    """Where `write_leaderboard` puts the plot against effective remaining weights."""
+    out_md = Path(out_md)
+    return out_md.with_name(f"{out_md.stem}-effective.png")
+
+
+def _remaining(cell: Cell, key: RowKey, effective: bool) -> float | None:
+    """A row's remaining weights (%) in a cell: nominal, or the mean effective over its done trials."""
+    if not effective:
+        return 100 * (1 - cell.sparsity)
+    values = [v for r in cell.rows[key].records if r.get("status") == "done" for v in [effective_sparsity_percent(r)] if v is not None]
+    return 100.0 - sum(values) / len(values) if values else None
+
+
+def plot_leaderboard(analysis: Analysis, path: str | Path, effective: bool = False, title: str | None = None) -> Path | None:
     """Accuracy against remaining weights (log scale, sparsity growing to the right), error
     bars one std over seeds; one panel per (suite, model, dataset); dense as a band; `title`
-    over the panels, as over the Markdown page."""
+    over the panels, as over the Markdown page.
+
+    `effective`: against each row's mean effective remaining weights instead (None, and no
+    file, when no record has them)."""
     from matplotlib.figure import Figure as MplFigure  # no pyplot: no global backend state, Agg canvas
     from matplotlib.ticker import NullFormatter
 
     groups = _groups(analysis)
+    if effective and not any(effective_sparsity_percent(r) is not None for c in analysis.cells.values() for row in c.rows.values() for r in row.records):
+        return None
     columns = min(3, len(groups))
     rows = math.ceil(len(groups) / columns)
     figure = MplFigure(figsize=(5.5 * columns, 4.2 * rows), layout="constrained")
@@ -649,7 +697,13 @@ def plot_leaderboard(analysis: Analysis, path: str | Path, title: str | None = N
                 ax.axhline(mean, color="black", linestyle="--", linewidth=1, label=f"{key.label} (reference)")
                 ax.axhspan(mean - std, mean + std, color="black", alpha=0.08)
         for key in _row_order(competing):
-            points = [(100 * (1 - c.sparsity), c.rows[key].summary) for c in competing if key in c.rows and c.rows[key].summary.n]
+            points = [
+                (x, c.rows[key].summary)
+                for c in competing
+                if key in c.rows and c.rows[key].summary.n
+                for x in [_remaining(c, key, effective)]
+                if x is not None and x > 0
+            ]
             if not points:
                 continue
             x = [p[0] for p in points]
@@ -657,11 +711,13 @@ def plot_leaderboard(analysis: Analysis, path: str | Path, title: str | None = N
             err = [p[1].std or 0.0 for p in points]
             ax.errorbar(x, y, yerr=err, marker="o", markersize=4, capsize=3, linestyle=":" if key.ablation else "-", label=key.label)
         ax.set_xscale("log")
-        if remaining and min(remaining) > 0:
+        if effective:
+            ax.invert_xaxis()  # fewer weights to the right
+        elif remaining and min(remaining) > 0:
             ax.set_xlim(max(remaining) * 1.3, min(remaining) / 1.3)  # fewer weights to the right
             ax.set_xticks(remaining, labels=[f"{r:.3g}" for r in remaining])
             ax.xaxis.set_minor_formatter(NullFormatter())
-        ax.set_xlabel("remaining weights (%), log scale")
+        ax.set_xlabel(f"{'effective ' if effective else ''}remaining weights (%), log scale")
         ax.set_ylabel("test accuracy (%), mean ± std over seeds")
         ax.set_title(group.label)
         ax.grid(True, which="both", alpha=0.3)

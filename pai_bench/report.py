@@ -10,11 +10,13 @@ from pai_bench.variants import option_text
 
 #: The leading columns of `pai-bench results`, in order; other fields follow. `method` is the
 #: registered method that ran, `row` the suite's row (the method, or a variant's name).
-LEADING = ["key", "method", "sparsity", "seed", "status", "test_acc", "row"]
+#: sparsity_effective: the share of weights on no path from input to output once pruned
+#: (`pai_bench.effective`), at least the nominal sparsity.
+LEADING = ["key", "method", "sparsity", "seed", "status", "test_acc", "sparsity_effective", "row"]
 FORMATS = ("csv", "md", "json")
 #: Compute and size figures of each trial (`pai_bench.flops.trial_figures`), after the leading columns.
 SIZE_COLUMNS = ["sparsity_prunable", "compression", "macs", "macs_dense", "speedup", "params", "params_dense"]
-COUNT_COLUMNS = ["macs", "macs_dense", "params", "params_dense"]
+COUNT_COLUMNS = ["macs", "macs_dense", "params", "params_dense", "effective_kept", "effective_collapsed_layers"]
 
 
 def results_frame(records: list[dict]) -> pd.DataFrame:
@@ -31,6 +33,7 @@ def results_frame(records: list[dict]) -> pd.DataFrame:
                 "seed": record.get("seed"),
                 "status": record.get("status"),
                 "test_acc": record.get("test_acc"),
+                "sparsity_effective": record.get("sparsity_effective"),
                 "row": record_row_name(record),
                 **{column: record.get(column) for column in SIZE_COLUMNS},
                 "budget": budget.get("ratio"),
@@ -45,6 +48,8 @@ def results_frame(records: list[dict]) -> pd.DataFrame:
                 "kept": masks.get("kept"),
                 "total": masks.get("total"),
                 "collapsed_layers": masks.get("collapsed_layers"),
+                "effective_kept": masks.get("effective_kept"),
+                "effective_collapsed_layers": masks.get("effective_collapsed_layers"),
                 "epochs": len(record.get("epochs", [])),
                 "prune_s": timings.get("prune_s"),
                 "train_s": timings.get("train_s"),
@@ -69,24 +74,29 @@ def summary_markdown(frame: pd.DataFrame) -> str:
     """Mean ± std of test accuracy over seeds, rows (methods and variants) by sparsities; one table
     per cell of a suite with cells (a transfer suite's datasets are never averaged together).
 
-    Unfinished trials are counted beside each cell, never silently dropped.
+    Unfinished trials are counted beside each cell, never silently dropped. A prune-only run
+    (no trial has an accuracy) shows the effective sparsity (%) instead, and says so.
     """
     if frame.empty:
         return "(no trials)\n"
+    column, note = "test_acc", ""
+    if frame["test_acc"].isna().all() and frame["sparsity_effective"].notna().any():
+        column, note = "sparsity_effective", "Prune only, no accuracy: effective sparsity (%), mean ± std over seeds.\n\n"
+        frame = frame.assign(sparsity_effective=100 * frame["sparsity_effective"].astype(float))
     if "cell" in frame and frame["cell"].notna().any():
         named = frame["cell"].fillna("(no cell)")
-        return "\n".join(f"## {cell}\n\n" + _summary_table(group) for cell, group in frame.groupby(named, sort=True))
-    return _summary_table(frame)
+        return note + "\n".join(f"## {cell}\n\n" + _summary_table(group, column) for cell, group in frame.groupby(named, sort=True))
+    return note + _summary_table(frame, column)
 
 
-def _summary_table(frame: pd.DataFrame) -> str:
+def _summary_table(frame: pd.DataFrame, column: str = "test_acc") -> str:
     cells: dict[str, dict[str, str]] = {}
     # An ablated trial (`snip (shuffled)`) is a row of its own, never averaged with its method.
     ablation = frame["ablation"] if "ablation" in frame else pd.Series(None, index=frame.index)
     names = frame["row"] if "row" in frame else frame["method"]
     rows = [row_label(m, a if isinstance(a, str) else None) for m, a in zip(names, ablation)]
     for (method, sparsity), group in frame.groupby([pd.Series(rows, index=frame.index, name="method"), "sparsity"], sort=True):
-        done = group[group["status"] == "done"]["test_acc"].astype(float)
+        done = group[group["status"] == "done"][column].astype(float)
         if len(done) > 1:
             text = f"{done.mean():.2f} ± {done.std(ddof=1):.2f} (n={len(done)})"
         else:  # one seed has no spread to show: "± 0.00" would claim one

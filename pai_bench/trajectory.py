@@ -44,7 +44,7 @@ from pai_bench.models import build_model
 from pai_bench.plugins import create_method, method_class
 from pai_bench.pruning import TIE_BREAK_SEED_OFFSET, kept_count, select
 from pai_bench.training import Diverged, EpochCallback, eval_loader, resolve_device, train, train_loader
-from pai_bench.trial import OUT_OF_MEMORY_HINT, CheckpointHook, TrialSpec, base_record, input_shape, load_trial_data
+from pai_bench.trial import OUT_OF_MEMORY_HINT, CheckpointHook, TrialSpec, base_record, input_shape, load_trial_data, mask_summary
 
 #: Bumped when a trajectory checkpoint's content changes; older ones are then ignored.
 CHECKPOINT_FORMAT = 1
@@ -338,18 +338,10 @@ class _Run:
         record["started_at"] = self.level_started
         record["options"] = self.method.option_values()
         record["device"] = str(self.device)
-        stats = layer_stats(self.masks)
-        kept, total = sum(stat.kept for stat in stats), sum(stat.total for stat in stats)
-        record["masks"] = {
-            "kept": kept,
-            "total": total,
-            "density": kept / total if total else 1.0,
-            "collapsed_layers": sum(stat.collapsed for stat in stats),
-            "layers": [stat.as_dict() for stat in stats],
-        }
         pruned = copy.deepcopy(self.dense)
         masks = {name: mask.to(self.device) for name, mask in self.masks.items()}
         apply_masks(pruned, masks)
+        record.update(mask_summary(self.dense, pruned, masks, layer_stats(masks), self.shape))
         record.update(trial_figures(self.dense, pruned, masks, self.shape))
         record["train_budget"] = {"ratio": 1.0, "epochs": spec.train.epochs, "milestones": list(spec.train.milestones)}
         schedule = [{"level": 0, "density": 1.0, "kept": self.total}]

@@ -1,5 +1,9 @@
 """One trial: build, prune, train, evaluate, and the record that describes it.
 
+With `train.epochs=0` a trial only prunes: its record holds what the masks are at
+initialisation (effective sparsity, collapse, pruning time, the NTK and the mask itself when
+asked for) and no accuracy.
+
 A trial knows nothing about executors: it is a pure function of its `TrialSpec`, and its key
 is a hash of every field that determines the result, so a rerun finds finished work and a
 changed protocol never reuses a stale record.
@@ -10,6 +14,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import math
 import platform
 import time
 import traceback
@@ -26,13 +31,16 @@ from pai_bench.config import DataConfig, DiagnosticsConfig, ModelConfig, PruneCo
 from pai_bench.data import Dataset, ImageSet, load_dataset
 from pai_bench.data.splits import class_balanced_indices, stratified_subset
 from pai_bench.diagnostics import ntk_diagnostics
+from pai_bench.effective import effective_masks
 from pai_bench.errors import UserError
 from pai_bench.flops import trial_figures
-from pai_bench.masks import Masks, apply_masks, layer_stats
+from pai_bench.maskbits import encode_masks
+from pai_bench.masks import LayerStat, Masks, apply_masks, full_masks, layer_stats, prunable_parameters
 from pai_bench.method import ArchitectureMethod, TrajectoryMethod
 from pai_bench.models import build_model
 from pai_bench.plugins import create_method
 from pai_bench.pruning import PruneResult, prune
+from pai_bench.rounding import rounding_agreement
 from pai_bench.training import Diverged, EpochCallback, eval_loader, resolve_device, scale_schedule, train, train_loader
 from pai_bench.version import __version__
 
@@ -262,6 +270,8 @@ def _run(
             masks = {name: mask.to(device) for name, mask in saved["masks"].items()}
             setup = saved["setup"]
     record.update(copy.deepcopy(setup))
+    if spec.train.epochs == 0:  # prune only: the masks at initialisation are the result
+        return
     train_config = scale_schedule(spec.train, setup["train_budget"]["ratio"])
 
     train_set = dataset.train
@@ -330,6 +340,7 @@ def _prune(spec: TrialSpec, dataset: Dataset, device: torch.device, reached: Mas
 
     split = dataset.train.subset(class_balanced_indices(dataset.train.labels, spec.data.prune_per_class, spec.seed))
     method = create_method(spec.method, spec.options)
+    batches = list(pruning_loader(split, dataset, spec, device))
     with warnings.catch_warnings(record=True) as raised:
         warnings.simplefilter("always", RuntimeWarning)
         if isinstance(method, TrajectoryMethod):
@@ -339,7 +350,7 @@ def _prune(spec: TrialSpec, dataset: Dataset, device: torch.device, reached: Mas
                 model,
                 method,
                 spec.sparsity,
-                pruning_loader(split, dataset, spec, device),
+                batches,
                 seed=spec.seed,
                 exclude=spec.prune.exclude,
                 invert=spec.ablation == "invert",
@@ -354,23 +365,19 @@ def _prune(spec: TrialSpec, dataset: Dataset, device: torch.device, reached: Mas
         pruned = copy.deepcopy(dense)
         apply_masks(pruned, masks)
         stats = layer_stats(masks)
-    kept, total = sum(stat.kept for stat in stats), sum(stat.total for stat in stats)
-    setup["masks"] = {
-        "kept": kept,
-        "total": total,
-        "density": kept / total if total else 1.0,
-        "collapsed_layers": sum(stat.collapsed for stat in stats),
-        "layers": [stat.as_dict() for stat in stats],
-    }
+    shape = input_shape(dataset, spec.data)
+    effective_started = time.perf_counter()
+    setup.update(mask_summary(dense, pruned, masks, stats, shape))
     if result.tie_break is not None:
         setup["masks"]["tie_break"] = result.tie_break.as_dict()
-    setup["timings"] = {"prune_s": result.seconds}
-    shape = input_shape(dataset, spec.data)
+    setup["timings"] = {"prune_s": result.seconds, "effective_s": time.perf_counter() - effective_started}
+    if spec.train.epochs == 0 and masks and _keeps_mask_at(spec):
+        setup["mask"] = encode_masks(masks)
     setup.update(trial_figures(dense, pruned, masks, shape))
     # The budget is derived from the spec (Scratch-B: MACs of the dense over the small model),
     # so it is recorded here and stays out of the key.
     budget = method.train_budget(model, pruned, shape) if isinstance(method, ArchitectureMethod) else 1.0
-    train_config = scale_schedule(spec.train, budget)
+    train_config = scale_schedule(spec.train, budget) if spec.train.epochs else spec.train
     setup["train_budget"] = {"ratio": budget, "epochs": train_config.epochs, "milestones": list(train_config.milestones)}
     if method.extras:  # read after train_budget, which may add to it
         setup["extras"] = dict(method.extras)
@@ -383,6 +390,10 @@ def _prune(spec: TrialSpec, dataset: Dataset, device: torch.device, reached: Mas
             "ntk": ntk,
         }
         setup["timings"]["ntk_s"] = ntk["pruned"]["seconds"] + ntk["dense"]["seconds"]
+    if spec.diagnostics.rounding and masks and spec.ablation is None and not method.keeps_everything and _keeps_mask_at(spec):
+        rounding = rounding_agreement(model, spec.method, spec.options, spec.sparsity, batches, masks, spec.seed, spec.prune.exclude)
+        setup["timings"]["rounding_s"] = rounding.pop("rounding_s")
+        setup.setdefault("diagnostics", {}).update(rounding)
     return pruned, masks, setup
 
 
@@ -399,6 +410,50 @@ def _reached_masks(spec: TrialSpec, method: TrajectoryMethod, model: torch.nn.Mo
     pruned = copy.deepcopy(model)
     apply_masks(pruned, masks)
     return PruneResult(pruned, masks, layer_stats(masks), spec.method, spec.sparsity, method.option_values(), seconds=0.0)
+
+
+def mask_summary(dense: torch.nn.Module, pruned: torch.nn.Module, masks: Masks, stats: list[LayerStat], shape: tuple[int, ...]) -> dict[str, Any]:
+    """A record's `masks` (kept, total, collapsed and effective counts, per layer) and its
+    `sparsity_effective`: the same fields for a trial and for each level of a trajectory."""
+    kept, total = sum(stat.kept for stat in stats), sum(stat.total for stat in stats)
+    layers, effective_kept = _effective_layers(dense, pruned, masks, stats, shape)
+    return {
+        "masks": {
+            "kept": kept,
+            "total": total,
+            "density": kept / total if total else 1.0,
+            "collapsed_layers": sum(stat.collapsed for stat in stats),
+            "effective_kept": effective_kept,
+            "effective_collapsed_layers": sum(1 for layer in layers if layer["effective"] == 0),
+            "layers": layers,
+        },
+        "sparsity_effective": 1.0 - effective_kept / total if total else 0.0,
+    }
+
+
+def _effective_layers(
+    dense: torch.nn.Module, pruned: torch.nn.Module, masks: Masks, stats: list[LayerStat], shape: tuple[int, ...]
+) -> tuple[list[dict[str, Any]], int]:
+    """Each layer's stats with its `effective` count (kept weights on a path from input to
+    output, `pai_bench.effective`), and their sum. An architecture method's small model has no
+    masks: all its weights are kept, and those on a path count, against the dense layer's size."""
+    if masks:
+        effective = effective_masks(dense, masks, shape)
+    else:
+        effective = effective_masks(pruned, full_masks(prunable_parameters(pruned)), shape)
+    counts = {name: int(mask.sum()) for name, mask in effective.items()}
+    layers = [stat.as_dict() for stat in stats]
+    for layer in layers:
+        # architecture_stats names one line "(model)" when the small model's layers are not the dense one's
+        layer["effective"] = counts.get(layer["name"], sum(counts.values()) if layer["name"] == "(model)" else 0)
+    return layers, sum(counts.values())
+
+
+def _keeps_mask_at(spec: TrialSpec) -> bool:
+    """Whether the trial is at a sparsity of `diagnostics.masks_at`, where a prune-only trial
+    keeps its mask and `diagnostics.rounding` recomputes it (three prunes instead of one)."""
+    wanted = spec.diagnostics.masks_at
+    return wanted is None or any(math.isclose(spec.sparsity, s, abs_tol=1e-12) for s in wanted)
 
 
 def _reraise_warnings(raised: list[warnings.WarningMessage]) -> list[str]:

@@ -139,20 +139,20 @@ def test_one_seed_shows_no_spread_in_results_md(tmp_path):
 @pytest.mark.parametrize("fmt", ["csv", "md", "json"])
 def test_results_formats_lead_with_key_method_sparsity_seed_status_acc(tmp_path, fmt, capsys):
     store = ResultStore(tmp_path)
-    store.write({"key": "k1", "status": "done", "method": "snip", "sparsity": 0.9, "seed": 0, "test_acc": 80.5, "masks": {"kept": 10, "total": 100}, "macs": 4_000_000, "speedup": 10.2})
+    store.write({"key": "k1", "status": "done", "method": "snip", "sparsity": 0.9, "seed": 0, "test_acc": 80.5, "sparsity_effective": 0.93, "masks": {"kept": 10, "total": 100}, "macs": 4_000_000, "speedup": 10.2})
     store.write({"key": "k2", "status": "failed", "method": "px", "sparsity": 0.9, "seed": 0, "error": "CUDA OOM"})
     assert main(["results", str(tmp_path), "--format", fmt]) == 0
     text = capsys.readouterr().out
     if fmt == "csv":
-        assert text.splitlines()[0].startswith("key,method,sparsity,seed,status,test_acc,row,sparsity_prunable,compression,macs,")
-        assert "k2,px,0.9,0,failed,,px,," in text  # a record from before variants: its row is its method
-        assert "k1,snip,0.9,0,done,80.5,snip,,,4000000," in text
+        assert text.splitlines()[0].startswith("key,method,sparsity,seed,status,test_acc,sparsity_effective,row,sparsity_prunable,compression,macs,")
+        assert "k2,px,0.9,0,failed,,,px,," in text  # a record from before variants: its row is its method
+        assert "k1,snip,0.9,0,done,80.5,0.93,snip,,,4000000," in text
     elif fmt == "json":
         rows = json.loads(text)
-        assert list(rows[0])[:7] == ["key", "method", "sparsity", "seed", "status", "test_acc", "row"]
+        assert list(rows[0])[:8] == ["key", "method", "sparsity", "seed", "status", "test_acc", "sparsity_effective", "row"]
         assert {row["status"] for row in rows} == {"done", "failed"}
     else:
-        assert text.splitlines()[0].replace(" ", "").startswith("|key|method|sparsity|seed|status|test_acc|row|")
+        assert text.splitlines()[0].replace(" ", "").startswith("|key|method|sparsity|seed|status|test_acc|sparsity_effective|row|")
 
 
 #: The issue's short run: a few rows of one method and its variants, one seed, one sparsity.

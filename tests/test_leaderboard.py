@@ -269,3 +269,19 @@ def test_a_run_folder_names_records_by_the_rows_of_its_config(tmp_path):
     (tmp_path / "config.yaml").write_text(to_yaml(renamed))
     assert sorted(r["row"] for r in load_run_records(tmp_path)) == ["px", "px-eval-pk"]
     assert sorted(r["row"] for r in store.records()) == ["px", "pxu"]  # the records themselves are untouched
+
+
+def test_effective_sparsity_gets_a_table_and_a_plot_against_effective_remaining_weights(tmp_path):
+    records = fixed_records()
+    assert "Effective sparsity" not in write(records, tmp_path / "plain.md")[0].read_text()
+    assert not (tmp_path / "plain-effective.png").exists()
+    for r in records:
+        # random leaves a tenth of its kept weights on no path; the others none
+        dead = 0.1 if r["method"] == "random" else 0.0
+        r["sparsity_effective"] = r["sparsity"] + (1 - r["sparsity"]) * dead
+    text = write(records, tmp_path / "e.md")[0].read_text()
+    table = text.split("Effective sparsity (%)")[1].split("\n\n")[1]
+    rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]] for line in table.splitlines()[2:]}
+    assert rows["random"] == ["91", "99.1"] and rows["synflow"] == ["90", "99"]
+    plot = tmp_path / "e-effective.png"
+    assert f"]({plot.name})" in text and plot.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")

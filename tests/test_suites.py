@@ -166,7 +166,7 @@ def test_a_cell_can_be_defined_from_the_command_line():
         (["cells.cifar10.methods=[px]"], r"unknown key 'cells.cifar10.methods'; valid keys of cells.cifar10: model, data, train, prune"),
         (["cells.cifar100.model.name=resnet9000"], r"cell 'cifar100': unknown model 'resnet9000'"),
         (["cells.tinyimagenet.data.name=mnist"], r"cell 'tinyimagenet': unknown dataset 'mnist'"),
-        (["cells.cifar10.train.epochs=0"], r"cell 'cifar10': train.epochs=0"),
+        (["cells.cifar10.train.epochs=-1"], r"cell 'cifar10': train.epochs=-1: need 0 \(prune only, no training\) or more"),
         (["model.weights=/nonexistent/resnet50.pth"], r"cell 'cifar10': weights file not found: /nonexistent/resnet50.pth"),
         (["model.weights=IMAGENET9K"], r"unknown weights 'IMAGENET9K' for torchvision-resnet50; valid choices: IMAGENET1K_V1"),
     ],
@@ -314,3 +314,42 @@ def test_suite_runs_end_to_end(suite, data_root, pretrained, tmp_path):
     summary_text = summary.summary_path.read_text()
     if config.cells:
         assert all(f"## {name}" in summary_text for name in config.cells)
+
+
+#: The mask methods (every built-in but the architecture ones, which choose no mask) and dense.
+INIT_METHODS = [m for m in BUILT_IN if not m.startswith("scratch-")]
+INIT_SPARSITIES = PAPER + [0.99, 0.995, 0.998, 0.999, 0.9995, 0.9999]
+
+
+def test_init_cifar10_is_prune_only_over_three_models_with_ntk_on_resnet20():
+    config = load_config("init-cifar10", ["data.root=/data/cifar10-jpeg"])
+    assert sorted(config.methods) == INIT_METHODS and config.sparsities == INIT_SPARSITIES and config.seeds == 3
+    cells = suite_cells(config)
+    assert {name: cell.model.name for name, cell in cells.items()} == {"resnet20": "resnet20", "resnet56": "resnet56", "vgg16-bn": "vgg16-bn"}
+    assert all(cell.train.epochs == 0 and cell.data.prune_per_class == 10 and cell.data.name == "imagefolder" for cell in cells.values())
+    specs = expand_grid(config)
+    assert {s.cell for s in specs if s.diagnostics.ntk} == {"resnet20"} == {s.cell for s in specs if s.diagnostics.rounding}
+    assert all(s.diagnostics.masks_at for s in specs)
+
+
+def test_init_cifar10_runs_prune_only_and_publishes_the_init_page(tmp_path):
+    from data_formats import solid, write_image
+
+    root = tmp_path / "jpeg"
+    for split, count in (("train", 2), ("test", 1)):
+        for label in range(10):
+            for index in range(count):
+                write_image(root / split / f"class{label}" / f"{index}.jpg", solid((25 * label, 100, 7 * index), size=32))
+    overrides = [
+        "executor=local", f"out={tmp_path / 'run'}", f"data.root={root}", "cells=[resnet20]", "methods=[dense,magnitude,snip]",
+        "sparsities=[0.99,0.9999]", "seeds=1", "data.prune_per_class=1", "diagnostics.ntk_examples=2",
+    ]  # fmt: skip
+    summary = run_suite(load_config("init-cifar10", overrides), progress=False)
+    records = ResultStore(summary.out).records()
+    assert len(records) == 5 and all(r["status"] == "done" and "test_acc" not in r for r in records)
+    masked = [r for r in records if r["method"] != "dense"]
+    assert all("ntk_trace_ratio" in r["diagnostics"] for r in masked)
+    # masks kept and rounding measured at the masks_at sparsities only
+    assert {r["sparsity"] for r in masked if "mask" in r} == {0.99} == {r["sparsity"] for r in masked if "rounding_jaccard_order" in r["diagnostics"]}
+    page = summary.leaderboard_path.read_text()
+    assert "## Collapse point" in page and "## How alike the masks are" in page and "Test accuracy" not in page

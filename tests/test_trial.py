@@ -271,3 +271,51 @@ def test_a_fast_engine_that_cannot_compile_still_trains_the_trial(monkeypatch):
     assert record["engine_fallback"] == "BackendCompilerFailed: RuntimeError: Triton is too old for this GPU"
     assert [epoch["epoch"] for epoch in record["epochs"]] == [1, 2]
     assert all(math.isfinite(epoch["train_loss"]) for epoch in record["epochs"])
+
+
+def test_a_trained_trial_records_its_effective_sparsity(ablated_trials):
+    record, masks, _ = ablated_trials[None]
+    layers = record["masks"]["layers"]
+    assert all(0 <= layer["effective"] <= layer["kept"] for layer in layers)
+    assert record["masks"]["effective_kept"] == sum(layer["effective"] for layer in layers)
+    assert record["sparsity_effective"] == pytest.approx(1 - record["masks"]["effective_kept"] / record["masks"]["total"])
+    assert record["sparsity_effective"] >= record["sparsity"] and "mask" not in record  # a trained trial keeps no mask
+
+
+def test_a_prune_only_trial_measures_the_masks_at_init_and_trains_nothing():
+    from pai_bench.maskbits import decode_masks
+
+    spec = quick_specs("methods=[random]", "sparsities=[0.97]", "seeds=1", "train.epochs=0", "diagnostics.rounding=true")[0]
+    record = run_trial(spec)
+    assert record["status"] == "done", record.get("error")
+    assert "test_acc" not in record and "epochs" not in record
+    assert "train_s" not in record["timings"] and record["train_budget"]["epochs"] == 0
+    layers = record["masks"]["layers"]
+    # random pruning this sparse on quicknet leaves kept weights on no path
+    assert record["masks"]["effective_kept"] < record["masks"]["kept"] and record["sparsity_effective"] > 0.97
+    decoded = decode_masks(record["mask"])
+    assert list(decoded) == [layer["name"] for layer in layers]
+    assert [int(mask.sum()) for mask in decoded.values()] == [layer["kept"] for layer in layers]
+    diagnostics = record["diagnostics"]
+    assert 0 <= diagnostics["rounding_jaccard_dtype"] <= 1 and 0 <= diagnostics["rounding_jaccard_order"] <= 1
+    assert diagnostics["rounding_precision"] == "float64" and record["timings"]["rounding_s"] > 0
+    assert spec.key != quick_specs("methods=[random]", "sparsities=[0.97]", "seeds=1")[0].key
+
+
+def test_masks_at_keeps_a_prune_only_mask_and_measures_rounding_at_those_sparsities_only():
+    overrides = ["methods=[magnitude]", "sparsities=[0.5,0.9]", "seeds=1", "train.epochs=0", "diagnostics.masks_at=[0.9]", "diagnostics.rounding=true"]
+    specs = quick_specs(*overrides)
+    dataset = load_trial_data(specs[0])
+    records = {spec.sparsity: run_trial(spec, dataset=dataset) for spec in specs}
+    assert "mask" not in records[0.5] and "mask" in records[0.9]
+    assert "diagnostics" not in records[0.5] and records[0.9]["diagnostics"]["rounding_jaccard_dtype"] == 1.0
+
+
+def test_an_architecture_method_counts_the_small_models_effective_weights_against_the_dense_ones():
+    spec = quick_specs("methods=[scratch-e]", "sparsities=[0.9]", "seeds=1", "train.epochs=0")[0]
+    record = run_trial(spec)
+    assert record["status"] == "done", record.get("error")
+    # a narrower dense network: every weight on a path, so effective is its whole weight count
+    assert record["sparsity_effective"] == pytest.approx(record["sparsity_prunable"])
+    assert [layer["effective"] for layer in record["masks"]["layers"]] == [layer["kept"] for layer in record["masks"]["layers"]]
+    assert "mask" not in record

@@ -16,7 +16,11 @@ def suite_cells(config: SuiteConfig) -> dict[str | None, CellConfig]:
     """The suite's cells by name; a suite without cells is one unnamed cell of its own sections."""
     if config.cells:
         return dict(config.cells)
-    return {None: CellConfig(model=config.model, data=config.data, train=config.train, prune=config.prune)}
+    return {
+        None: CellConfig(
+            model=config.model, data=config.data, train=config.train, prune=config.prune, diagnostics=config.diagnostics
+        )
+    }
 
 
 def expand_grid(config: SuiteConfig) -> list[TrialSpec]:
@@ -57,7 +61,7 @@ def expand_grid(config: SuiteConfig) -> list[TrialSpec]:
                             cell=name,
                             ablation=ablation,
                             levels=copy.deepcopy(levels[row.name][float(sparsity)]) if row.name in levels else None,
-                            diagnostics=copy.deepcopy(config.diagnostics),
+                            diagnostics=copy.deepcopy(cell.diagnostics),
                         )
                     )
     return specs
