@@ -79,7 +79,7 @@ def summary_markdown(frame: pd.DataFrame) -> str:
     """
     if frame.empty:
         return "(no trials)\n"
-    column, note = "test_acc", ""
+    column, note = "test_acc", "test accuracy (%), mean ± std over seeds\n\n"
     if frame["test_acc"].isna().all() and frame["sparsity_effective"].notna().any():
         column, note = "sparsity_effective", "Prune only, no accuracy: effective sparsity (%), mean ± std over seeds.\n\n"
         frame = frame.assign(sparsity_effective=100 * frame["sparsity_effective"].astype(float))

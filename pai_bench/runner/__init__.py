@@ -76,7 +76,7 @@ def _run_locked(config: SuiteConfig, out: Path, progress: bool) -> RunSummary:
         counts = run_local(specs, store, datasets, progress=progress, checkpoint_every=config.checkpoint_every)
     records = report_records(expand_grid(scope.config), store)
     summary_path = out / "results.md"
-    summary_path.write_text(f"# {config.suite}\n\ntest accuracy (%), mean ± std over seeds\n\n" + summary_markdown(results_frame(records)))
+    summary_path.write_text(f"# {config.suite}\n\n" + summary_markdown(results_frame(records)))
     # The publishable tables, with the tests; `pai-bench leaderboard DIR out=leaderboard/NAME.md`
     # writes them where they are published.
     leaderboard_path, _ = write_leaderboard(records, out / "leaderboard.md", title=config.suite)
