@@ -263,19 +263,7 @@ def _group_section(group: Group, cells: Sequence[Cell], records, layer_plot: str
     summary = _summary_table(cells)
     if summary:
         lines += [summary, ""]
-    hidden = []
-    for figure in INIT_FIGURES + lb.diagnostic_figures(group_records):
-        rendered = lb._figure_table(figure, references, columns)
-        if rendered is not None:
-            lines += [f"{figure.title[0].upper()}{figure.title[1:]}:", "", rendered, ""]
-        elif figure.absent and any(figure.value(r) is not None for r in group_records):
-            hidden.append(figure.absent)
-    if hidden:
-        lines += [" ".join(hidden), ""]
-    lines += lb._warning_lines(group_records)
-    if layer_plot:
-        lines += [f"![per-layer density of each method at each sparsity]({layer_plot})", ""]
-    return lines
+    return lines + lb.figure_sections(INIT_FIGURES, group_records, references, columns, layer_plot)
 
 
 def _summary_table(cells: Sequence[Cell]) -> str | None:
@@ -356,12 +344,5 @@ def plot_effective(groups: Mapping[Group, Sequence[Cell]], path: str | Path) -> 
         ax.invert_xaxis()
         ax.set_xlabel("remaining weights (%), log scale")
         ax.set_ylabel("effective remaining weights (%), mean over seeds")
-        ax.set_title(group.label)
-        ax.grid(True, which="both", alpha=0.3)
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize="small")
-    for ax in axes[len(groups):]:
-        ax.set_visible(False)
-    path = Path(path)
-    figure.savefig(path, dpi=120, metadata={"Software": None})
-    return path
+        lb.finish_panel(ax, group.label)
+    return lb.save_panels(figure, axes, len(groups), path)

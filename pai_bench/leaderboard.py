@@ -375,19 +375,28 @@ def _group_section(analysis: Analysis, group: Group, cells: list[Cell], records,
         table[key.label] = {sparsity_label(c.sparsity): _accuracy_text(c, key, modal_n) for c in columns}
     lines += [_markdown_table(table, "method"), ""]
     group_records = [r for r in records if stats.record_group(r) == group]
-    hidden = []
-    for figure in FIGURES + diagnostic_figures(group_records):
+    lines += figure_sections(FIGURES, group_records, references, columns, layer_plot)
+    lines += _details(analysis, columns)
+    return lines
+
+
+def figure_sections(
+    figures: Sequence[Figure], records: Sequence[Mapping[str, Any]], references: list[tuple[Cell, RowKey]], columns: list[Cell], layer_plot: str | None
+) -> list[str]:
+    """A table's figure tables (and the records' numeric diagnostics), a sentence for each
+    figure the records hold none of, the pruning warnings and the per-layer density plot."""
+    lines, hidden = [], []
+    for figure in list(figures) + diagnostic_figures(records):
         rendered = _figure_table(figure, references, columns)
         if rendered is not None:
             lines += [f"{figure.title[0].upper()}{figure.title[1:]}:", "", rendered, ""]
-        elif figure.absent and any(figure.value(r) is not None for r in group_records):
+        elif figure.absent and any(figure.value(r) is not None for r in records):
             hidden.append(figure.absent)
     if hidden:
         lines += [" ".join(hidden), ""]
-    lines += _warning_lines(group_records)
+    lines += _warning_lines(records)
     if layer_plot:
         lines += [f"![per-layer density of each method at each sparsity]({layer_plot})", ""]
-    lines += _details(analysis, columns)
     return lines
 
 
@@ -719,11 +728,21 @@ def plot_leaderboard(analysis: Analysis, path: str | Path, effective: bool = Fal
             ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel(f"{'effective ' if effective else ''}remaining weights (%), log scale")
         ax.set_ylabel("test accuracy (%), mean ± std over seeds")
-        ax.set_title(group.label)
-        ax.grid(True, which="both", alpha=0.3)
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize="small")
-    for ax in axes[len(groups):]:
+        finish_panel(ax, group.label)
+    return save_panels(figure, axes, len(groups), path, title)
+
+
+def finish_panel(ax, label: str) -> None:
+    ax.set_title(label)
+    ax.grid(True, which="both", alpha=0.3)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize="small")
+
+
+def save_panels(figure, axes, used: int, path: str | Path, title: str | None = None) -> Path:
+    """Hide a panel grid's unused panels and write the figure, with no metadata that would
+    change a byte between two runs on the same records."""
+    for ax in axes[used:]:
         ax.set_visible(False)
     if title:
         figure.suptitle(title)

@@ -148,21 +148,9 @@ class LinearBNReLU(nn.Module):
         return self.layer2(F.relu(self.bn(self.layer1(x))))
 
 
-def test_closed_form_with_batchnorm():
-    """y = W2 relu(BN(W1 x + b1)) + b2, BN with running mean μ, variance v, γ, β (all set).
-
-    act (eval): g_n = 1[(W1 x_n + b1 - μ) / sqrt(v + ε) γ + β > 0].
-    jvf (both variants: BN left as is, train mode, so statistics of the batch B ∋ n):
-        u_n = M1 x_n² + 1,  û_n = (u_n - mean_B u) / sqrt(var_B u + ε) γ + β,
-        z1_n = M2 (g_n ⊙ û_n) + 1;   Z = Σ_n z1_n over both batches.
-    uniform pk (eval, BN as x -> a x + c, a = γ / sqrt(v + ε), c = β - a μ, squared):
-        z2 = W2² (a² ⊙ (W1² 1 + b1²) + c²) + b2², so
-        S(W1[i,j]) = W1[i,j]² a_i² Σ_k W2[k,i]² Z[k]
-        S(W2[k,i]) = W2[k,i]² Z[k] (a_i² (Σ_j W1[i,j]² + b1[i]²) + c_i²)
-    authors pk (train mode, BN named `bn` left as is): every row of the input is the same,
-    so BN's batch variance is 0 and its output is β whatever the weights before it:
-        z2 = W2² β + b2²,  S(W1) = 0,  S(W2[k,i]) = W2[k,i]² |Z[k] β_i|.
-    """
+def masked_linear_bn_relu():
+    """LinearBNReLU in float64 with every bias and BatchNorm figure set (nothing at its default,
+    so a formula that forgets one fails), one weight of each layer masked, two batches of 3 and 4."""
     torch.manual_seed(9)
     model = LinearBNReLU().double()
     with torch.no_grad():
@@ -178,6 +166,25 @@ def test_closed_form_with_batchnorm():
     apply_masks(model, masks)
     generator = torch.Generator().manual_seed(10)
     batches = [(torch.randn(m, 5, generator=generator, dtype=torch.float64), None) for m in (3, 4)]
+    return model, masks, batches
+
+
+def test_closed_form_with_batchnorm():
+    """y = W2 relu(BN(W1 x + b1)) + b2, BN with running mean μ, variance v, γ, β (all set).
+
+    act (eval): g_n = 1[(W1 x_n + b1 - μ) / sqrt(v + ε) γ + β > 0].
+    jvf (both variants: BN left as is, train mode, so statistics of the batch B ∋ n):
+        u_n = M1 x_n² + 1,  û_n = (u_n - mean_B u) / sqrt(var_B u + ε) γ + β,
+        z1_n = M2 (g_n ⊙ û_n) + 1;   Z = Σ_n z1_n over both batches.
+    uniform pk (eval, BN as x -> a x + c, a = γ / sqrt(v + ε), c = β - a μ, squared):
+        z2 = W2² (a² ⊙ (W1² 1 + b1²) + c²) + b2², so
+        S(W1[i,j]) = W1[i,j]² a_i² Σ_k W2[k,i]² Z[k]
+        S(W2[k,i]) = W2[k,i]² Z[k] (a_i² (Σ_j W1[i,j]² + b1[i]²) + c_i²)
+    authors pk (train mode, BN named `bn` left as is): every row of the input is the same,
+    so BN's batch variance is 0 and its output is β whatever the weights before it:
+        z2 = W2² β + b2²,  S(W1) = 0,  S(W2[k,i]) = W2[k,i]² |Z[k] β_i|.
+    """
+    model, masks, batches = masked_linear_bn_relu()
     w1, b1 = model.layer1.weight.detach().clone(), model.layer1.bias.detach().clone()
     w2, b2 = model.layer2.weight.detach().clone(), model.layer2.bias.detach().clone()
     mu, v, eps = model.bn.running_mean.clone(), model.bn.running_var.clone(), model.bn.eps
@@ -221,20 +228,7 @@ def test_closed_form_release_2024():
     R = Σ_B Σ_n z1_n · z2_n, so ∂R/∂W2² = Σ_n z1_n û_nᵀ, and ∂R/∂W1² = Σ_n (∂R/∂u_n) x_nᵀ with
     ∂R/∂û_n = W2²ᵀ z1_n through BatchNorm's batch statistics; S = |∂R/∂w · w · θ · θ²| = |g| |θ|⁵.
     """
-    torch.manual_seed(9)
-    model = LinearBNReLU().double()
-    with torch.no_grad():
-        model.layer1.bias.copy_(torch.tensor([0.3, -0.2, 0.5, -0.7]))
-        model.layer2.bias.copy_(torch.tensor([0.4, -0.6, 0.1]))
-        model.bn.running_mean.copy_(torch.tensor([0.1, -0.3, 0.2, 0.05]))  # unused: train mode
-        model.bn.weight.copy_(torch.tensor([1.2, -0.7, 0.9, 1.4]))
-        model.bn.bias.copy_(torch.tensor([0.2, 0.1, -0.3, 0.4]))
-    masks = full_masks(prunable_parameters(model))
-    masks["layer1.weight"][1, 0] = False
-    masks["layer2.weight"][2, 2] = False
-    apply_masks(model, masks)
-    generator = torch.Generator().manual_seed(10)
-    batches = [(torch.randn(m, 5, generator=generator, dtype=torch.float64), None) for m in (3, 4)]
+    model, masks, batches = masked_linear_bn_relu()  # its running statistics go unused: train mode
     w1, b1 = model.layer1.weight.detach().clone(), model.layer1.bias.detach().clone()
     w2, b2 = model.layer2.weight.detach().clone(), model.layer2.bias.detach().clone()
     gamma, beta, eps = model.bn.weight.detach().clone(), model.bn.bias.detach().clone(), model.bn.eps
