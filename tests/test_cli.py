@@ -201,7 +201,7 @@ def test_list_methods_of_a_suite_shows_its_rows(capsys):
     assert lines[4].split() == ["px-uniform", "px", "with", "variant=uniform"]
     assert lines[5].split() == ["options:", "rounds=5", "variant=uniform", "dtype=float64"]
     assert main(["list", "methods", "suite=quickstart"]) == 0
-    assert capsys.readouterr().out.splitlines()[-1] == "(variants defined but not in methods: snip-train, px-uniform)"
+    assert capsys.readouterr().out.splitlines()[-1] == "(variants defined but not in methods: snip-train, px-uniform, px-2024)"
 
 
 def test_list_and_show(capsys):

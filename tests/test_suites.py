@@ -317,13 +317,14 @@ def test_suite_runs_end_to_end(suite, data_root, pretrained, tmp_path):
 
 
 #: The mask methods (every built-in but the architecture ones, which choose no mask) and dense.
-INIT_METHODS = [m for m in BUILT_IN if not m.startswith("scratch-")]
+INIT_METHODS = sorted([m for m in BUILT_IN if not m.startswith("scratch-")] + list(VARIANTS))
 INIT_SPARSITIES = PAPER + [0.99, 0.995, 0.998, 0.999, 0.9995, 0.9999]
 
 
 def test_init_cifar10_is_prune_only_over_three_models_with_ntk_on_resnet20():
     config = load_config("init-cifar10", ["data.root=/data/cifar10-jpeg"])
     assert sorted(config.methods) == INIT_METHODS and config.sparsities == INIT_SPARSITIES and config.seeds == 3
+    assert config.variants == VARIANTS  # every mask method and variant: the masks differ most before training
     cells = suite_cells(config)
     assert {name: cell.model.name for name, cell in cells.items()} == {"resnet20": "resnet20", "resnet56": "resnet56", "vgg16-bn": "vgg16-bn"}
     assert all(cell.train.epochs == 0 and cell.data.prune_per_class == 10 and cell.data.name == "imagefolder" for cell in cells.values())

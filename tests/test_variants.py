@@ -16,7 +16,11 @@ PX_ROWS = ["methods=[px,px-uniform]", "seeds=1", "sparsities=[0.9]"]
 
 def test_quickstart_defines_variants_that_run_only_when_listed():
     config = load_config("quickstart")
-    assert config.variants == {"snip-train": {"method": "snip", "bn_mode": "train"}, "px-uniform": {"method": "px", "variant": "uniform"}}
+    assert config.variants == {
+        "snip-train": {"method": "snip", "bn_mode": "train"},
+        "px-uniform": {"method": "px", "variant": "uniform"},
+        "px-2024": {"method": "px", "variant": "release-2024"},
+    }
     assert list(suite_rows(config)) == ["dense", "random", "magnitude", "snip"]
     rows = suite_rows(load_config("quickstart", ["methods=[snip,snip-train]"]))
     assert (rows["snip-train"].method, rows["snip-train"].options) == ("snip", {"bn_mode": "train", "rounds": 1})
