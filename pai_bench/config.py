@@ -23,7 +23,8 @@ from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
 from pai_bench.bundled import bundled_folder
 from pai_bench.errors import UserError, unknown_choice
-from pai_bench.plugins import list_methods, resolve_options
+from pai_bench.method import TrajectoryMethod
+from pai_bench.plugins import list_methods, method_class, resolve_options
 from pai_bench.variants import suite_rows
 
 EXECUTORS = ("tune", "local")
@@ -301,7 +302,7 @@ def validate(config: SuiteConfig) -> None:
         if not isinstance(options, dict):
             raise UserError(f"options.{name} must be a mapping of option=value, got {options!r}")
         resolve_options(name, options)
-    suite_rows(config)
+    rows = suite_rows(config)
     for sparsity in config.sparsities:
         if not 0.0 <= sparsity < 1.0:
             raise UserError(f"sparsity {sparsity} is outside [0, 1): it is the fraction of weights removed")
@@ -312,9 +313,12 @@ def validate(config: SuiteConfig) -> None:
         raise unknown_choice("executor", config.executor, EXECUTORS)
     _validate_execution(config)
     # What runs is the cells, or the suite's own sections when it has none.
+    trains_to_prune = [row.name for row in rows.values() if issubclass(method_class(row.method), TrajectoryMethod)]
     for name, cell in (config.cells or {None: config}).items():
         try:
             _validate_cell(cell)
+            if trains_to_prune and cell.train.epochs == 0:
+                raise UserError(f"{', '.join(trains_to_prune)} prune by training (imp), so train.epochs=0 (prune only) cannot run them; drop them from methods or train")
         except UserError as error:
             raise UserError(f"cell {name!r}: {error}" if name is not None else str(error)) from None
 
