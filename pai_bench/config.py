@@ -318,7 +318,8 @@ def validate(config: SuiteConfig) -> None:
         try:
             _validate_cell(cell)
             if trains_to_prune and cell.train.epochs == 0:
-                raise UserError(f"{', '.join(trains_to_prune)} prune by training (imp), so train.epochs=0 (prune only) cannot run them; drop them from methods or train")
+                names = ", ".join(trains_to_prune)
+                raise UserError(f"methods {names}: iterative magnitude pruning trains between its levels, so train.epochs=0 (prune only) cannot run it; drop {names} from methods, or train")
         except UserError as error:
             raise UserError(f"cell {name!r}: {error}" if name is not None else str(error)) from None
 
