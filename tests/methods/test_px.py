@@ -466,14 +466,21 @@ def test_other_nonlinearities_are_refused():
 # --- what the variants square and fill --------------------------------------------------
 
 
+def resnet20_with_a_masked_row(name: str):
+    """ResNet-20 with the first row of weight `name` masked out; its masks; its state in float64
+    (what a linearised copy is compared against)."""
+    model = resnet20()
+    masks = full_masks(prunable_parameters(model))
+    masks[name][0] = False
+    apply_masks(model, masks)
+    original = {key: value.double() if value.is_floating_point() else value for key, value in model.state_dict().items()}
+    return model, masks, original
+
+
 def test_state_dict_rules_authors():
     """By name: `bn` and `fc` entries untouched; all else (shortcut BN included) squared in pk,
     set to 1 in jvf (masked weights 0); both copies in train mode."""
-    model = resnet20()
-    masks = full_masks(prunable_parameters(model))
-    masks["blocks.0.conv1.weight"][0] = False
-    apply_masks(model, masks)
-    original = {name: value.double() if value.is_floating_point() else value for name, value in model.state_dict().items()}
+    model, masks, original = resnet20_with_a_masked_row("blocks.0.conv1.weight")
     pk = linearise(model, masks, "pk", "authors", torch.float64)
     jvf = linearise(model, masks, "jvf", "authors", torch.float64)
     assert pk.training and jvf.training
@@ -567,11 +574,7 @@ def test_release_2024_exact_count_and_live_model_untouched(name, sparsity, reque
 def test_state_dict_rules_release_2024():
     """pk: every state-dict entry whose name lacks `bn` squared, the classifier and the
     shortcut BatchNorms included, `bn` entries as they are; train mode."""
-    model = resnet20()
-    masks = full_masks(prunable_parameters(model))
-    masks["fc.weight"][0] = False
-    apply_masks(model, masks)
-    original = {name: value.double() if value.is_floating_point() else value for name, value in model.state_dict().items()}
+    model, masks, original = resnet20_with_a_masked_row("fc.weight")
     pk = linearise(model, masks, "pk", "release-2024", torch.float64)
     assert pk.training
     assert "fc.bias" in original and "blocks.3.shortcut.1.weight" in original
