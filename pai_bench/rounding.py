@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from pai_bench.maskbits import jaccard
-from pai_bench.method import Batch
+from pai_bench.method import SCORE_DTYPES, Batch
 from pai_bench.plugins import create_method
 from pai_bench.pruning import prune
 
@@ -58,22 +58,25 @@ def rounding_agreement(
     other precision (`rounding_jaccard_dtype`) and with the pruning examples permuted
     (`rounding_jaccard_order`), and the precision it was compared with.
 
-    The recomputations' warnings are not the trial's: they are silenced.
+    A method that scores in a precision of its own (a `dtype` option: px, synflow) is rescored
+    in the other value of that option, since converting the model would not reach its scores;
+    any other method gets the model and the examples in the other precision. The
+    recomputations' warnings are not the trial's: they are silenced.
     """
-    dtype = next(model.parameters()).dtype
-    other = other_precision(dtype)
+    options = dict(options)
     exclude = list(exclude)
+    if "dtype" in options:
+        other = other_precision(SCORE_DTYPES[options["dtype"]])
+        other_model, other_batches = model, batches
+        other_options = {**options, "dtype": str(other).removeprefix("torch.")}
+    else:
+        other = other_precision(next(model.parameters()).dtype)
+        other_model, other_batches = copy.deepcopy(model).to(other), [(x.to(other), y) for x, y in batches]
+        other_options = options
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        in_other = prune(
-            copy.deepcopy(model).to(other),
-            create_method(method, dict(options)),
-            sparsity,
-            [(x.to(other), y) for x, y in batches],
-            seed=seed,
-            exclude=exclude,
-        )
-        reordered = prune(model, create_method(method, dict(options)), sparsity, permuted(batches, seed), seed=seed, exclude=exclude)
+        in_other = prune(other_model, create_method(method, other_options), sparsity, other_batches, seed=seed, exclude=exclude)
+        reordered = prune(model, create_method(method, options), sparsity, permuted(batches, seed), seed=seed, exclude=exclude)
     return {
         "rounding_jaccard_dtype": jaccard(masks, in_other.masks),
         "rounding_jaccard_order": jaccard(masks, reordered.masks),

@@ -56,3 +56,23 @@ def test_a_mask_that_moves_with_the_example_order_is_measured(tiny_net, monkeypa
     found = rounding_agreement(tiny_net, "first-example-sign", {}, 0.9, batches, masks, seed=0)
     assert found["rounding_jaccard_dtype"] == 1.0
     assert found["rounding_jaccard_order"] < 0.2
+
+
+def test_a_method_that_scores_in_its_own_precision_is_rescored_in_the_other(tiny_net, batches, monkeypatch):
+    """Converting the model would not reach synflow's or px's scores (they cast to their
+    `dtype` option): the recomputation must change that option."""
+    from pai_bench.plugins import create_method
+    from pai_bench.pruning import prune
+
+    created = []
+
+    def recording(name, options):
+        created.append(dict(options))
+        return create_method(name, options)
+
+    masks = prune(tiny_net, "synflow", 0.9, batches, seed=0, rounds=3).masks
+    monkeypatch.setattr(rounding, "create_method", recording)
+    found = rounding_agreement(tiny_net, "synflow", {"rounds": 3, "dtype": "float64"}, 0.9, batches, masks, seed=0)
+    assert found["rounding_precision"] == "float32"
+    assert [options["dtype"] for options in created] == ["float32", "float64"]  # other precision, then reordered
+    assert 0.0 <= found["rounding_jaccard_dtype"] <= 1.0
