@@ -28,7 +28,7 @@ import pandas as pd
 from pai_bench import leaderboard as lb
 from pai_bench import stats
 from pai_bench.maskbits import decode_masks, flat_mask, jaccard_flat
-from pai_bench.stats import Cell, Group, RowKey
+from pai_bench.stats import Cell, Group, RowKey, is_prune_only
 
 #: The similarity tables show at most this many sparsities (spread over those with masks), so a
 #: suite that keeps every mask still gives a page one can read.
@@ -38,11 +38,6 @@ ROUNDING_TITLES = {
     "rounding_jaccard_dtype": "Jaccard with the mask from scores in the other precision",
     "rounding_jaccard_order": "Jaccard with the mask from the pruning split in another order",
 }
-
-
-def is_prune_only(record: Mapping[str, Any]) -> bool:
-    """A trial that pruned and trained nothing (`train.epochs=0`)."""
-    return ((record.get("config") or {}).get("train") or {}).get("epochs") == 0
 
 
 def _done(records: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:

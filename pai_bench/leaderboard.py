@@ -179,11 +179,11 @@ def write_leaderboard(
         raise unknown_choice("test", paired_test, stats.PAIRED_TESTS)
     if not 0.0 < alpha < 1.0:
         raise UserError(f"alpha={alpha} is outside (0, 1)")
-    from pai_bench.init_leaderboard import is_prune_only, write_init_leaderboard
+    from pai_bench.init_leaderboard import write_init_leaderboard
 
     out_md = Path(out_md)
     try:
-        if all(is_prune_only(record) for record in records):
+        if all(stats.is_prune_only(record) for record in records):
             # Prune-only trials have no accuracy: their page is the masks at initialisation.
             return write_init_leaderboard(records, out_md, title=title, version=version or __version__, date=date or _date.today().isoformat())
         analysis = stats.analyse(records, alpha=alpha, paired_test=paired_test)

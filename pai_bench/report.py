@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from pai_bench.ablations import row_label
-from pai_bench.stats import record_row_name
+from pai_bench.stats import is_prune_only, record_row_name
 from pai_bench.variants import option_text
 
 #: The leading columns of `pai-bench results`, in order; other fields follow. `method` is the
@@ -54,6 +54,7 @@ def results_frame(records: list[dict]) -> pd.DataFrame:
                 "prune_s": timings.get("prune_s"),
                 "train_s": timings.get("train_s"),
                 "error": record.get("error"),
+                "prune_only": is_prune_only(record),
             }
         )
     frame = pd.DataFrame(rows, columns=LEADING + [c for c in (rows[0] if rows else {}) if c not in LEADING])
@@ -79,17 +80,18 @@ def summary_markdown(frame: pd.DataFrame) -> str:
     """
     if frame.empty:
         return "(no trials)\n"
-    column, note = "test_acc", "test accuracy (%), mean ± std over seeds\n\n"
-    if frame["test_acc"].isna().all() and frame["sparsity_effective"].notna().any():
-        column, note = "sparsity_effective", "Prune only, no accuracy: effective sparsity (%), mean ± std over seeds.\n\n"
+    column, digits, note = "test_acc", 2, "test accuracy (%), mean ± std over seeds\n\n"
+    if frame["prune_only"].all():
+        # Four decimals: at 99.95 and 99.99 % two would print 99.99 or 100.00 for every method.
+        column, digits, note = "sparsity_effective", 4, "Prune only, no accuracy: effective sparsity (%), mean ± std over seeds.\n\n"
         frame = frame.assign(sparsity_effective=100 * frame["sparsity_effective"].astype(float))
     if "cell" in frame and frame["cell"].notna().any():
         named = frame["cell"].fillna("(no cell)")
-        return note + "\n".join(f"## {cell}\n\n" + _summary_table(group, column) for cell, group in frame.groupby(named, sort=True))
-    return note + _summary_table(frame, column)
+        return note + "\n".join(f"## {cell}\n\n" + _summary_table(group, column, digits) for cell, group in frame.groupby(named, sort=True))
+    return note + _summary_table(frame, column, digits)
 
 
-def _summary_table(frame: pd.DataFrame, column: str = "test_acc") -> str:
+def _summary_table(frame: pd.DataFrame, column: str = "test_acc", digits: int = 2) -> str:
     cells: dict[str, dict[str, str]] = {}
     # An ablated trial (`snip (shuffled)`) is a row of its own, never averaged with its method.
     ablation = frame["ablation"] if "ablation" in frame else pd.Series(None, index=frame.index)
@@ -98,9 +100,9 @@ def _summary_table(frame: pd.DataFrame, column: str = "test_acc") -> str:
     for (method, sparsity), group in frame.groupby([pd.Series(rows, index=frame.index, name="method"), "sparsity"], sort=True):
         done = group[group["status"] == "done"][column].astype(float)
         if len(done) > 1:
-            text = f"{done.mean():.2f} ± {done.std(ddof=1):.2f} (n={len(done)})"
+            text = f"{done.mean():.{digits}f} ± {done.std(ddof=1):.{digits}f} (n={len(done)})"
         else:  # one seed has no spread to show: "± 0.00" would claim one
-            text = f"{done.iloc[0]:.2f} (n=1)" if len(done) else "–"
+            text = f"{done.iloc[0]:.{digits}f} (n=1)" if len(done) else "–"
         others = group[group["status"] != "done"]["status"].value_counts()
         if len(others):
             text += " " + ", ".join(f"{count} {status}" for status, count in others.items())

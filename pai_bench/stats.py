@@ -318,6 +318,11 @@ def record_row_name(record: Mapping[str, Any]) -> str:
     return str(record.get("row") or record.get("method"))
 
 
+def is_prune_only(record: Mapping[str, Any]) -> bool:
+    """A trial that pruned and trained nothing (`train.epochs=0`): its figures are the mask's."""
+    return ((record.get("config") or {}).get("train") or {}).get("epochs") == 0
+
+
 def record_row(record: Mapping[str, Any]) -> RowKey:
     return RowKey(record_row_name(record), record.get("ablation") or None)
 
