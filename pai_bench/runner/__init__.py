@@ -60,13 +60,14 @@ def _run_locked(config: SuiteConfig, out: Path, progress: bool) -> RunSummary:
     # now (this run holds the lock).
     for folder in (store.trials, store.masks, checkpoint_folder(store)):
         remove_partial_writes(folder)
-    scope = widen_scope(out, config, store)
     specs = expand_grid(config)
     # The unfinished trials' datasets, each loaded before any trial runs: a missing dataset is
     # bad input (one line, exit 2), not a hundred failed trials.
     todo = store.unfinished(specs)
     datasets = SuiteDatasets(todo)
     check_kept_counts(todo, datasets.check())
+    # Only a run that will go ahead changes what the folder reports.
+    scope = widen_scope(out, config, store)
     if config.executor == "tune":
         # Imported here: Ray takes a while to import, and the local executor does without it.
         from pai_bench.runner.tune import run_tune

@@ -24,7 +24,7 @@ from pai_bench.errors import UserError
 from pai_bench.runner.grid import expand_grid, suite_cells
 from pai_bench.store import ResultStore
 from pai_bench.trial import TrialSpec, base_record
-from pai_bench.variants import label_rows, suite_rows
+from pai_bench.variants import label_rows, resolve_row, suite_rows
 
 CONFIG_FILE = "config.yaml"
 #: Where a replaced grid's config is kept: `pai-bench run suite=<this file>` reports it again.
@@ -69,17 +69,22 @@ def same_protocol(a: SuiteConfig, b: SuiteConfig) -> bool:
 def union(previous: SuiteConfig, current: SuiteConfig) -> SuiteConfig:
     """`current` with the earlier grid's rows, sparsities, ablations, seeds and cells added;
     where both set a row, a method's options or a cell, `current`'s win (its trials are the new
-    ones), and an earlier row that runs the same trials as one of `current`'s gives way to it."""
+    ones). An earlier row stays only if it still runs the trials it ran (`current`'s options for
+    its method would make it other, unasked-for trials) and no row of `current` runs them."""
     merged = dataclasses.replace(current)
+    merged.variants = {**previous.variants, **current.variants}
+    merged.options = {**previous.options, **current.options}
     current_rows = suite_rows(current)
     taken = {row.content for row in current_rows.values()}
-    earlier = [name for name, row in suite_rows(previous).items() if name in current_rows or row.content not in taken]
+    earlier = [
+        name
+        for name, row in suite_rows(previous).items()
+        if name in current_rows or (row.content not in taken and resolve_row(name, merged.variants, merged.options).content == row.content)
+    ]
     merged.methods = list(dict.fromkeys([*earlier, *current.methods]))
-    merged.variants = {**previous.variants, **current.variants}
     merged.ablations = list(dict.fromkeys([*previous.ablations, *current.ablations]))
     merged.sparsities = sorted(set(previous.sparsities) | set(current.sparsities))
     merged.seeds = max(previous.seeds, current.seeds)
-    merged.options = {**previous.options, **current.options}
     merged.cells = {**previous.cells, **current.cells}
     return merged
 

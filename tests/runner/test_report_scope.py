@@ -58,3 +58,23 @@ def test_an_earlier_row_gives_way_to_a_variant_that_runs_the_same_trials(tmp_pat
     config = load_config(str(tmp_path / "config.yaml"))  # loads: no two rows of one content
     assert config.methods == ["magnitude", "snip-eval"]
     assert {r["row"] for r in load_run_records(tmp_path)} == {"magnitude", "snip-eval"}
+
+
+def test_an_earlier_row_whose_options_the_new_run_changes_leaves_the_grid(tmp_path):
+    """`px.rounds=2` in the new run would turn the earlier `px` row into trials nobody ran."""
+    run(tmp_path, "methods=[px]", "px.rounds=1")
+    summary = run(tmp_path, "methods=[pxu]", "variants.pxu.method=px", "variants.pxu.variant=uniform", "px.rounds=2")
+    assert summary.replaced == 1
+    assert load_config(str(tmp_path / "config.yaml")).methods == ["pxu"]
+
+
+def test_a_refused_run_leaves_the_reported_grid_as_it_was(tmp_path):
+    import pytest
+
+    from pai_bench.errors import UserError
+
+    run(tmp_path, "methods=[random]")
+    before = (tmp_path / "config.yaml").read_text()
+    with pytest.raises(UserError, match="keeps round"):
+        run(tmp_path, "methods=[random]", "sparsities=[0.9999999]")
+    assert (tmp_path / "config.yaml").read_text() == before
