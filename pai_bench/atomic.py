@@ -25,10 +25,10 @@ def atomic_write(path: str | Path, mode: str = "w") -> Iterator[IO]:
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=TEMPORARY_PREFIX, suffix=path.suffix)
     try:
-        # mkstemp makes the file private (0600); the file it becomes is an ordinary output,
-        # readable as the user's umask allows (on shared storage, by the user's team).
-        os.chmod(temporary, 0o666 & ~current_umask())
         with os.fdopen(handle, mode) as stream:
+            # mkstemp makes the file private (0600); the file it becomes is an ordinary output,
+            # readable as the user's umask allows (on shared storage, by the user's team).
+            os.fchmod(stream.fileno(), 0o666 & ~current_umask())
             yield stream
             stream.flush()
             os.fsync(stream.fileno())

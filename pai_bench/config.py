@@ -24,8 +24,8 @@ from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 from pai_bench.bundled import bundled_folder
 from pai_bench.errors import UserError, unknown_choice
 from pai_bench.method import TrajectoryMethod
-from pai_bench.plugins import list_methods, method_class, resolve_options
-from pai_bench.variants import suite_rows
+from pai_bench.plugins import create_method, list_methods, method_class, resolve_options
+from pai_bench.variants import Row, suite_rows
 
 EXECUTORS = ("tune", "local")
 #: What `train.device` accepts: what torch.device parses and pai-bench can train on.
@@ -308,32 +308,40 @@ def validate(config: SuiteConfig) -> None:
             raise UserError(f"sparsity {sparsity} is outside [0, 1): it is the fraction of weights removed")
     if config.seeds < 1:
         raise UserError(f"seeds={config.seeds}: need at least one seed")
-    _validate_ablations(config)
+    _validate_ablations(config, rows)
     if config.executor not in EXECUTORS:
         raise unknown_choice("executor", config.executor, EXECUTORS)
     _validate_execution(config)
     # What runs is the cells, or the suite's own sections when it has none.
-    trains_to_prune = [row.name for row in rows.values() if issubclass(method_class(row.method), TrajectoryMethod)]
+    trajectories = [row for row in rows.values() if issubclass(method_class(row.method), TrajectoryMethod)]
     for name, cell in (config.cells or {None: config}).items():
         try:
             _validate_cell(cell)
-            if trains_to_prune and cell.train.epochs == 0:
-                names = ", ".join(trains_to_prune)
-                raise UserError(f"methods {names}: iterative magnitude pruning trains between its levels, so train.epochs=0 (prune only) cannot run it; drop {names} from methods, or train")
+            _validate_trajectories(trajectories, cell.train.epochs)
         except UserError as error:
             raise UserError(f"cell {name!r}: {error}" if name is not None else str(error)) from None
 
 
-def _validate_ablations(config: SuiteConfig) -> None:
+def _validate_trajectories(rows: list[Row], epochs: int) -> None:
+    """Rows that train between pruning levels (imp) need epochs to train, past their rewind point."""
+    for row in rows:
+        if epochs == 0:
+            raise UserError(f"{row.name} trains between its pruning levels, so train.epochs=0 (prune only) cannot run it; drop {row.name} from methods, or train")
+        rewind = create_method(row.method, row.options).rewind_epoch()
+        if rewind >= epochs:
+            raise UserError(f"{row.name} rewinds to epoch {rewind}, not before the last epoch (train.epochs={epochs}); rewind to init or an earlier epoch")
+
+
+def _validate_ablations(config: SuiteConfig, rows: dict[str, Row]) -> None:
     from pai_bench.ablations import applies_to, check_ablation
 
     for name in config.ablations:
         check_ablation(name)
-    if config.ablations and not any(applies_to(row.method) for row in suite_rows(config).values()):
-        raise UserError(
-            f"ablations={list(config.ablations)} apply to none of methods={list(config.methods)}: "
-            "they need a method that scores weights (e.g. snip, synflow), not dense or scratch-e/b"
-        )
+        if not any(applies_to(row.method, name) for row in rows.values()):
+            raise UserError(
+                f"ablation {name!r} applies to none of methods={list(config.methods)}: ablations need a method that "
+                "scores weights (e.g. snip, synflow), not dense or scratch-e/b, and imp takes shuffle and reinit only"
+            )
 
 
 def _validate_cell(cell: CellConfig | SuiteConfig) -> None:

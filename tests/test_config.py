@@ -70,7 +70,9 @@ def test_bad_config_is_a_one_line_user_error(overrides, message):
         ("train.device=tpu", r"train.device='tpu' is not a device; valid choices: auto, cpu, cuda, cuda:N"),
         ("sparsities=0.9", r"sparsities=0.9: a list is expected, e.g. sparsities=\[0.9\]"),
         ("train.milestones=80", r"train.milestones=80: a list is expected"),
-        ("methods=[magnitude,imp] train.epochs=0", r"methods imp: iterative magnitude pruning trains between its levels, so train.epochs=0 \(prune only\) cannot run it"),
+        ("methods=[magnitude,imp] train.epochs=0", r"imp trains between its pruning levels, so train.epochs=0 \(prune only\) cannot run it"),
+        ("methods=[imp] imp.rewind=6", r"imp rewinds to epoch 6, not before the last epoch \(train.epochs=6\)"),
+        ("methods=[dense,imp] ablations=[invert]", r"ablation 'invert' applies to none of methods=\['dense', 'imp'\]"),
     ],
 )
 def test_values_no_trial_could_train_with_are_rejected_before_any_trial(override, message):

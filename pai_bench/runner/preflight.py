@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 import torch
 
 from pai_bench.masks import prunable_parameters
-from pai_bench.method import ScoreMethod
+from pai_bench.method import ScoreMethod, TrajectoryMethod
 from pai_bench.models import build_model
 from pai_bench.plugins import method_class
 from pai_bench.pruning import check_kept
@@ -25,7 +25,7 @@ def check_kept_counts(specs: Sequence[TrialSpec], num_classes: Mapping[tuple, in
     `num_classes` is each dataset's class count by `data_key` (the classifier's size)."""
     sparsest: dict[tuple, TrialSpec] = {}
     for spec in specs:
-        if not issubclass(method_class(spec.method), ScoreMethod):
+        if not issubclass(method_class(spec.method), (ScoreMethod, TrajectoryMethod)):
             continue
         model = (spec.model.name, num_classes[data_key(spec)], tuple(spec.prune.exclude))
         if model not in sparsest or spec.sparsity > sparsest[model].sparsity:

@@ -52,7 +52,7 @@ def test_diagnostics_reach_every_trial_and_leave_the_keys():
     "overrides, message",
     [
         (["ablations=[shuffle,flip]"], r"^unknown ablation 'flip'; valid choices: invert, reinit, shuffle$"),
-        (["methods=[dense,scratch-e]", "ablations=[shuffle]"], r"apply to none of methods=\['dense', 'scratch-e'\]"),
+        (["methods=[dense,scratch-e]", "ablations=[shuffle]"], r"ablation 'shuffle' applies to none of methods=\['dense', 'scratch-e'\]"),
         (["diagnostics.ntk_examples=0"], r"diagnostics.ntk_examples=0: need at least one example"),
         (["prune.batch_size=0"], r"prune.batch_size=0: must be positive"),
         (["diagnostics.bogus=1"], r"unknown key 'diagnostics.bogus'; valid keys of diagnostics: ntk, ntk_examples"),

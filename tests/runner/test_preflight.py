@@ -27,3 +27,9 @@ def test_the_largest_sparsity_that_keeps_one_weight_passes():
 def test_methods_that_build_a_small_model_are_not_masks():
     specs = small_specs("methods=[scratch-e]", f"sparsities=[{1 - 0.4 / QUICKNET_WEIGHTS}]")
     check_kept_counts(specs, {data_key(spec): 10 for spec in specs})
+
+
+def test_a_trajectory_method_is_checked_too():
+    specs = small_specs("methods=[imp]", f"sparsities=[0.5,{1 - 0.4 / QUICKNET_WEIGHTS}]")
+    with pytest.raises(UserError, match=r"= 0 of the N = 24,112 prunable weights of quicknet"):
+        check_kept_counts(specs, {data_key(spec): 10 for spec in specs})
