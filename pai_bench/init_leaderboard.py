@@ -44,11 +44,6 @@ def _done(records: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
     return [r for r in records if r.get("status") == "done"]
 
 
-def _effective_sparsity(record: Mapping[str, Any]) -> float | None:
-    value = lb._number(record.get("sparsity_effective"))
-    return None if value is None else 100.0 * value
-
-
 def _effective_share(record: Mapping[str, Any]) -> float | None:
     masks = record.get("masks") or {}
     kept, effective = lb._number(masks.get("kept")), lb._number(masks.get("effective_kept"))
@@ -70,7 +65,7 @@ def _prune_seconds(record: Mapping[str, Any]) -> float | None:
 INIT_FIGURES: list[lb.Figure] = [
     lb.Figure(
         "effective sparsity (%): the share of weights removed or on no path from input to output, mean over seeds",
-        _effective_sparsity,
+        lb.effective_sparsity_percent,
         fmt="{:.6g}",
     ),
     lb.Figure("kept weights that are effective (%), mean over seeds", _effective_share, fmt="{:.4g}"),
@@ -315,7 +310,7 @@ def plot_effective(groups: Mapping[Group, Sequence[Cell]], path: str | Path) -> 
         for key in _mask_rows(columns):
             points = []
             for cell in columns:
-                values = [v for r in _done(cell.rows[key].records if key in cell.rows else []) for v in [_effective_sparsity(r)] if v is not None]
+                values = [v for r in _done(cell.rows[key].records if key in cell.rows else []) for v in [lb.effective_sparsity_percent(r)] if v is not None]
                 if values:
                     points.append((100 * (1 - cell.sparsity), 100.0 - float(np.mean(values))))
             if points:

@@ -557,11 +557,11 @@ def _footer(analysis: Analysis, records: Sequence[Mapping[str, Any]], version: s
 
 
 def _trained_mask_lines(records: Sequence[Mapping[str, Any]]) -> list[str]:
-    """A note per method whose masks cost training (imp: the record's `mask_train_epochs`)."""
+    """A note per row whose masks cost training (imp and its variants: `mask_train_epochs`)."""
     costs: dict[str, dict[float, int]] = {}
     for record in records:
         if record.get("mask_train_epochs") is not None and not record.get("ablation"):
-            costs.setdefault(str(record.get("method")), {})[float(record["sparsity"])] = int(record["mask_train_epochs"])
+            costs.setdefault(stats.record_row_name(record), {})[float(record["sparsity"])] = int(record["mask_train_epochs"])
     lines = []
     for method, by_sparsity in sorted(costs.items()):
         spans = ", ".join(f"{epochs} at {sparsity_label(sparsity)}" for sparsity, epochs in sorted(by_sparsity.items()))

@@ -49,7 +49,8 @@ def decode_masks(encoded: Mapping[str, Any]) -> dict[str, np.ndarray]:
 
 def flat_mask(masks: Mapping[str, Any]) -> np.ndarray:
     """Every layer's mask in one flat bool array, in the mapping's order."""
-    return np.concatenate([np.asarray(mask.cpu() if isinstance(mask, torch.Tensor) else mask, dtype=bool).reshape(-1) for mask in masks.values()])
+    flat = [np.asarray(mask.cpu() if isinstance(mask, torch.Tensor) else mask, dtype=bool).reshape(-1) for mask in masks.values()]
+    return np.concatenate(flat) if flat else np.zeros(0, dtype=bool)
 
 
 def jaccard(a: Mapping[str, Any], b: Mapping[str, Any]) -> float:

@@ -7,8 +7,8 @@ count is exact, ties are drawn with a seeded generator and a pruned weight never
 rewinds the kept ones to the rewind point and trains again. Where a level's density is one of
 the grid's, its trained network is that sparsity's trial: its record is written as the
 trajectory reaches it, under the key the grid gives that trial, so tables, tests, ablations and
-the leaderboard treat the method as any other. Nine separate trials would train 90 levels for
-the paper's grid; one trajectory trains 19.
+the leaderboard treat the method as any other. Nine separate trials would train 99 levels for
+the paper's grid (level L trains L + 1 times); one trajectory trains 19.
 
 Like OpenLTH's lottery runner, the trajectory is its own module with its own resume points,
 the executors run it as one unit (one Tune trial, one step of the local executor), and the
@@ -43,8 +43,8 @@ from pai_bench.method import TrajectoryMethod
 from pai_bench.models import build_model
 from pai_bench.plugins import create_method, method_class
 from pai_bench.pruning import TIE_BREAK_SEED_OFFSET, kept_count, select
-from pai_bench.training import Diverged, EpochCallback, eval_loader, resolve_device, train, train_loader
-from pai_bench.trial import OUT_OF_MEMORY_HINT, CheckpointHook, TrialSpec, base_record, input_shape, load_trial_data, mask_summary
+from pai_bench.training import Diverged, EpochCallback, TrainResult, eval_loader, resolve_device, train, train_loader
+from pai_bench.trial import OUT_OF_MEMORY_HINT, CheckpointHook, TrialSpec, base_record, input_shape, load_trial_data, mask_summary, training_outcome
 
 #: Bumped when a trajectory checkpoint's content changes; older ones are then ignored.
 CHECKPOINT_FORMAT = 1
@@ -268,20 +268,20 @@ class _Run:
         for record in self.records:
             self.on_record(record, self.level_masks.get(record["key"]))
         while True:
-            epochs, engine, train_s = self._train_level(training)
+            trained, train_s = self._train_level(training)
             training = None
             member = self.at_level.get(self.level)
             if member is not None:
-                self._record(member, epochs, engine, train_s)
+                self._record(member, trained, train_s)
             if self.level >= len(self.plan):
                 return
-            self.trained_epochs += len(epochs)
+            self.trained_epochs += len(trained.epochs)
             self._prune_next()
             self._save(None)
 
     # --- levels ---------------------------------------------------------------------------
 
-    def _train_level(self, training: dict[str, Any] | None) -> tuple[list[dict], str, float]:
+    def _train_level(self, training: dict[str, Any] | None) -> tuple[TrainResult, float]:
         """Train the current level (from `training`, a checkpoint's state, if given)."""
         spec = self.base
         if training is not None:
@@ -319,7 +319,7 @@ class _Run:
                 on_save=saved,
                 resume=resume,
             )
-        return trained.epochs, trained.engine, time.perf_counter() - began
+        return trained, time.perf_counter() - began
 
     def _prune_next(self) -> None:
         """The next level's masks: the current ones less the smallest trained weights."""
@@ -332,7 +332,7 @@ class _Run:
         self.masks = {name: mask.cpu() for name, mask in chosen.masks.items()}
         self.prune_s = time.perf_counter() - began
 
-    def _record(self, member: TrialSpec, epochs: list[dict], engine: str, train_s: float) -> None:
+    def _record(self, member: TrialSpec, trained: TrainResult, train_s: float) -> None:
         spec = self.base
         record = base_record(member, "done")
         record["started_at"] = self.level_started
@@ -356,14 +356,12 @@ class _Run:
             "fraction": self.method.option_values().get("fraction"),
             "rewind_epoch": self.rewind_epoch,
             "pruned": "global magnitude of the trained weights" + ("" if self.method.prunes_classifier() else ", classifier kept dense"),
-            "trained_epochs": len(epochs),
+            "trained_epochs": len(trained.epochs),
         }
         if self.resumed is not None:
             record["trajectory"]["resumed_from"] = dict(self.resumed)
-        record["epochs"] = list(epochs)
-        record["engine"] = engine
-        record["test_acc"] = epochs[-1]["test_acc"]
-        record["train_loss"] = epochs[-1]["train_loss"]
+        record["epochs"] = list(trained.epochs)
+        record.update(training_outcome(trained))
         record["timings"] = {
             "prune_s": self.prune_s,
             "train_s": train_s,

@@ -41,7 +41,7 @@ from pai_bench.models import build_model
 from pai_bench.plugins import create_method
 from pai_bench.pruning import PruneResult, prune
 from pai_bench.rounding import rounding_agreement
-from pai_bench.training import Diverged, EpochCallback, eval_loader, resolve_device, scale_schedule, train, train_loader
+from pai_bench.training import Diverged, EpochCallback, TrainResult, eval_loader, resolve_device, scale_schedule, train, train_loader
 from pai_bench.version import __version__
 
 #: Fields that change where or how fast a trial runs, not what it computes.
@@ -320,11 +320,16 @@ def _run(
             resume=saved["train"] if saved is not None else None,
         )
     record["timings"]["train_s"] = trained_before + time.perf_counter() - train_started
-    record["engine"] = trained.engine
+    record.update(training_outcome(trained))
+
+
+def training_outcome(trained: TrainResult) -> dict[str, Any]:
+    """What a record says of its training: the engine (and why it fell back, if it did), the
+    final test accuracy and training loss. A trajectory's levels say the same."""
+    outcome = {"engine": trained.engine, "test_acc": trained.epochs[-1]["test_acc"], "train_loss": trained.epochs[-1]["train_loss"]}
     if trained.engine_fallback is not None:
-        record["engine_fallback"] = trained.engine_fallback
-    record["test_acc"] = epochs[-1]["test_acc"]
-    record["train_loss"] = epochs[-1]["train_loss"]
+        outcome["engine_fallback"] = trained.engine_fallback
+    return outcome
 
 
 def _prune(spec: TrialSpec, dataset: Dataset, device: torch.device, reached: Masks | None = None) -> tuple[torch.nn.Module, dict, dict[str, Any]]:
