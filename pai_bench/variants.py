@@ -58,6 +58,8 @@ def variant_definition(name: str, variants: Mapping[str, Any]) -> tuple[str, dic
         raise UserError(f"variant name {name!r}: use letters, digits, '-', '_' or '+' (it is typed as {name}.option=value)")
     if name in methods:
         raise UserError(f"variant {name!r} has the name of a registered method; give the variant a name of its own, e.g. {name}-2")
+    if name in _config_fields():  # `NAME.option=value` would set that section, not the variant
+        raise UserError(f"variant {name!r} has the name of a config section ({name}.option=value would set that); give the variant another name")
     definition = variants[name]
     if not isinstance(definition, Mapping):
         raise UserError(f"variants.{name} must be a mapping {{method: BASE, option: value, ...}}, got {definition!r}")
@@ -144,3 +146,12 @@ def shown_value(value: object) -> str:
     if isinstance(value, bool):
         return str(value).lower()
     return str(value)
+
+
+def _config_fields() -> set[str]:
+    from dataclasses import fields
+
+    from pai_bench.config import SuiteConfig  # here: config imports this module
+
+    return {field.name for field in fields(SuiteConfig)}
+

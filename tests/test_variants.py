@@ -76,6 +76,7 @@ def test_a_base_override_that_makes_two_rows_alike_is_refused():
         (["methods=[snip,px-unifrom]"], r"unknown method 'px-unifrom'; valid choices: .*px-uniform, .*snip-train"),
         (["methods=[snip,snip]"], r"methods lists 'snip' twice"),
         (["methods=[dense]", "ablations=[shuffle]"], r"applies to none of methods"),
+        (["methods=[train]", "variants.train.method=snip"], r"variant 'train' has the name of a config section"),
     ],
 )
 def test_bad_variants_are_one_line_user_errors(overrides, message):

@@ -7,8 +7,9 @@ records sit unreported in `trials/`. So each run widens the grid that `out/confi
 earlier grid and its own, as long as both describe one protocol: the same suite, and the same
 model, data, training and pruning settings in every cell they share. A run with another
 protocol (say `train.epochs=2` into the folder of a full run) replaces the grid instead: its
-reports never mix protocols, and the earlier config is kept beside the new one, so rerunning
-it reports the earlier records again, without training anything.
+reports never mix protocols, and when finished trials drop out of the reports the earlier
+config is kept beside the new one, so rerunning it reports them again, without training
+anything. (So does a run whose new options for a method change an earlier row.)
 """
 
 from __future__ import annotations
