@@ -28,7 +28,7 @@ import pandas as pd
 from pai_bench import leaderboard as lb
 from pai_bench import stats
 from pai_bench.maskbits import decode_masks, flat_mask, jaccard_flat
-from pai_bench.stats import Cell, Group, RowKey, is_prune_only
+from pai_bench.stats import Cell, Group, RowKey
 
 #: The similarity tables show at most this many sparsities (spread over those with masks), so a
 #: suite that keeps every mask still gives a page one can read.

@@ -25,7 +25,6 @@ import copy
 import hashlib
 import json
 import time
-import traceback
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
@@ -44,7 +43,7 @@ from pai_bench.models import build_model
 from pai_bench.plugins import create_method, method_class
 from pai_bench.pruning import TIE_BREAK_SEED_OFFSET, kept_count, select
 from pai_bench.training import Diverged, EpochCallback, TrainResult, eval_loader, resolve_device, train, train_loader
-from pai_bench.trial import OUT_OF_MEMORY_HINT, CheckpointHook, TrialSpec, base_record, input_shape, load_trial_data, mask_summary, training_outcome
+from pai_bench.trial import CheckpointHook, TrialSpec, base_record, failure_fields, input_shape, load_trial_data, mask_summary, training_outcome
 
 #: Bumped when a trajectory checkpoint's content changes; older ones are then ignored.
 CHECKPOINT_FORMAT = 1
@@ -190,15 +189,10 @@ def run_trajectory(
     try:
         dataset = dataset or load_trial_data(trajectory.base)
         _Run(trajectory, dataset, checkpoint, handed, on_epoch).run()
-    except Diverged as error:
-        outcome = {"status": "diverged", "error": f"the trajectory diverged: {error}"}
-    except UserError as error:
-        outcome = {"status": "failed", "error": str(error)}
-    except torch.cuda.OutOfMemoryError as error:
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else "CUDA out of memory"
-        outcome = {"status": "failed", "error": f"{first_line} {OUT_OF_MEMORY_HINT}", "traceback": traceback.format_exc()}
     except Exception as error:  # recorded, not raised: one broken trajectory must not stop a suite
-        outcome = {"status": "failed", "error": f"{type(error).__name__}: {error}", "traceback": traceback.format_exc()}
+        outcome = failure_fields(error)
+        if isinstance(error, Diverged):
+            outcome["error"] = f"the trajectory diverged: {error}"
     for spec in trajectory.members:
         if spec.key not in records:
             record = base_record(spec, outcome.get("status", "failed"))

@@ -233,18 +233,24 @@ def run_trial(
         dataset = dataset or load_trial_data(spec)
         _run(spec, dataset, record, on_epoch, checkpoint, masks)
         record["status"] = "done"
-    except Diverged as error:
-        record.update(status="diverged", error=str(error))
-    except UserError as error:
-        record.update(status="failed", error=str(error))
-    except torch.cuda.OutOfMemoryError as error:
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else "CUDA out of memory"
-        record.update(status="failed", error=f"{first_line} {OUT_OF_MEMORY_HINT}", traceback=traceback.format_exc())
     except Exception as error:  # recorded, not raised: one broken trial must not stop a suite
-        record.update(status="failed", error=f"{type(error).__name__}: {error}", traceback=traceback.format_exc())
+        record.update(failure_fields(error))
     record["timings"] = {**record.get("timings", {}), "total_s": time.perf_counter() - started}
     record["finished_at"] = _now()
     return record
+
+
+def failure_fields(error: Exception) -> dict[str, Any]:
+    """A record's status and error for what stopped its training: diverged (a result), a user's
+    mistake (its one line), out of GPU memory (with what to do), or a bug (with its traceback)."""
+    if isinstance(error, Diverged):
+        return {"status": "diverged", "error": str(error)}
+    if isinstance(error, UserError):
+        return {"status": "failed", "error": str(error)}
+    if isinstance(error, torch.cuda.OutOfMemoryError):
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else "CUDA out of memory"
+        return {"status": "failed", "error": f"{first_line} {OUT_OF_MEMORY_HINT}", "traceback": traceback.format_exc()}
+    return {"status": "failed", "error": f"{type(error).__name__}: {error}", "traceback": traceback.format_exc()}
 
 
 def _run(
