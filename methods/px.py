@@ -79,8 +79,8 @@ Everything else follows `variant`:
   Where pai-bench runs it otherwise, by the driver's shared rules: the pruning data are the
   trial's class-balanced split (theirs: the first `batch_limit` batches, 2 in their launch
   script, of the shuffled, augmented training loader); each round keeps round(d_r N) with
-  ties drawn (theirs N - int((1 - d_r) N), dropping every tie); `dtype` is float64 unless
-  set to float32 (theirs); ReLUs are found by interception on any ReLU network (their
+  ties drawn (theirs N - int((1 - d_r) N), dropping every tie); `dtype` is auto (float32,
+  theirs, unless a round needs float64) or float64; ReLUs are found by interception on any ReLU network (their
   switchable copies exist for four architectures); pai-bench's ResNet-20 pools with
   `adaptive_avg_pool2d` (theirs `avg_pool2d(out, 8)`, equal in exact arithmetic). Measured
   beside their code on pai-bench's ResNet-20 (same weights, the same 100 Gaussian examples,
@@ -94,9 +94,9 @@ is not (Jaccard 0.47 to 0.66 against its 2-thread, in-order mask): its scores ar
 noise. Iterating amplifies rounding even where the scores depend on the weights: after 10
 rounds at 99 % the 2024 code's masks with 1 and with 2 threads agree to Jaccard 0.41 only,
 as each round's near-ties at the threshold change the network the next round scores.
-pai-bench's `release-2024` on the same weights and batch, 10 rounds at 99 %: float32, Jaccard
-0.410 between 1 and 2 threads, as theirs; float64 (the default), identical masks. Float64
-pushes the flips further out, it does not rule them out: masks of many rounds are certain to
+pai-bench's `release-2024` on the same weights and batch, 10 rounds at 99 %: float32 (and so
+`dtype=auto`, the default), Jaccard 0.410 between 1 and 2 threads, as theirs; `dtype=float64`,
+identical masks, at 4.4 times the time (ResNet-20, one thread). Float64 pushes the flips further out, it does not rule them out: masks of many rounds are certain to
 repeat only on one machine with one thread count, and layer collapse is measured and reported
 for every variant, never required of PX (docs/findings/px-batchnorm.md).
 
@@ -117,8 +117,14 @@ forward and backward pass of pk on one all-ones row (two in train mode, for stat
 instead of one per batch. In exact arithmetic this is the authors' R and gradient (see the
 test against the literal per-batch form).
 
-The copies are computed in `dtype` (float64 by default); float32, the authors' precision, is
-an option for comparison.
+The copies are computed in `dtype`. `auto` (the default) scores a round in float32 and again in
+float64 when float32 cannot decide it (`pai_bench.precision`), for `uniform` and
+`release-2024`; `authors` scores in float32, the authors' precision, as its scores are rounding
+noise in either. A float64 round costs a CPU 3 to 4 times a float32 one (jvf runs on the whole
+pruning split). Measured on ResNet-20 (20 rounds, 100 examples, one thread): `uniform` gives
+the masks of float64 (Jaccard 1.000 at 99 and 99.99 %) in a third of the time; `release-2024`
+masks move with the precision as they do with the thread count (Jaccard 0.39 with float64's
+at 99 %). `float64` and `float32` score every round in that precision.
 """
 
 from __future__ import annotations
@@ -136,6 +142,7 @@ from torch.overrides import TorchFunctionMode
 from pai_bench.errors import UserError
 from pai_bench.method import SCORE_DTYPES, ScoreMethod, check_choice
 from pai_bench.plugins import register_method
+from pai_bench.precision import auto_precision
 
 VARIANTS = ("authors", "uniform", "release-2024")
 
@@ -156,11 +163,11 @@ _UNSUPPORTED: set[Callable] = {
 class PXOptions:
     rounds: int = 100
     variant: str = "authors"  # authors | uniform | release-2024
-    dtype: str = "float64"  # float64 | float32 (the authors' precision)
+    dtype: str = "auto"  # auto (float32, float64 where float32 cannot decide; authors: float32) | float64 | float32
 
     def __post_init__(self) -> None:
         check_choice("px.variant", self.variant, VARIANTS)
-        check_choice("px.dtype", self.dtype, tuple(SCORE_DTYPES))
+        check_choice("px.dtype", self.dtype, ("auto", *SCORE_DTYPES))
 
 
 class ReluGates(TorchFunctionMode):
@@ -323,7 +330,13 @@ class PX(ScoreMethod):
     def score(self, model, masks, batches, generator):
         if not batches:
             raise UserError("px needs pruning data")
-        dtype = SCORE_DTYPES[self.options.dtype]
+        if self.options.dtype != "auto":
+            return self._scores_in(model, masks, batches, SCORE_DTYPES[self.options.dtype])
+        if self.options.variant == "authors":  # rounding noise in any precision: theirs
+            return self._scores_in(model, masks, batches, torch.float32)
+        return auto_precision(self, masks, lambda dtype: self._scores_in(model, masks, batches, dtype))
+
+    def _scores_in(self, model, masks, batches, dtype: torch.dtype) -> dict[str, torch.Tensor]:
         if self.options.variant == "release-2024":
             outputs = release_2024_outputs(model, batches, dtype)
             pk = linearise(model, masks, "pk", "release-2024", dtype)
@@ -412,8 +425,9 @@ class PX(ScoreMethod):
 
     def _warn_if_noise(self, scores: Mapping[str, torch.Tensor], again: Mapping[str, torch.Tensor]) -> None:
         """Warn when the scores are rounding noise: a kernel that depends on the weights gives
-        the same scores in float32 and float64 up to float32's precision; noise does not."""
-        size = sum(float(score.double().abs().sum()) for score in scores.values())
+        the same scores in float32 and float64 up to float32's precision; noise does not. The
+        gap is relative to the smaller of the two, so noise far larger in one precision shows."""
+        size = min(sum(float(score.double().abs().sum()) for score in found.values()) for found in (scores, again))
         gap = sum(float((scores[name].double() - again[name].double()).abs().sum()) for name in scores)
         self.disagreement = gap / size if size > 0 else float("inf")
         self.extras["score_precision_gap"] = self.disagreement

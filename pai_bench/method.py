@@ -61,6 +61,16 @@ class ScoreMethod(Method):
     #: The number of weights the current round keeps; the driver sets it before each `score`
     #: call, for methods whose scoring depends on it (PHEW walks until it has visited this many).
     target_kept: int = 0
+    #: True while the driver keeps the lowest scores instead of the highest (the invert
+    #: ablation), for methods that check where their scores decide a round.
+    inverted: bool = False
+    #: True for a method whose `score` changes its copy only through the values, dtype,
+    #: `requires_grad` and train/eval mode of the copy's parameters and buffers (no hooks, no
+    #: replaced modules). The driver then deep-copies the network once per prune and, before
+    #: each round, writes the network's values and mode back into that copy (in the dtype the
+    #: method converted it to): for a 100-round method on a small network the deep copies cost
+    #: as much as the scoring.
+    reuses_copy: ClassVar[bool] = False
 
     def rounds(self) -> int:
         """Pruning rounds: 1 is one-shot; more uses the exponential density schedule."""

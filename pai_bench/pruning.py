@@ -2,7 +2,8 @@
 
 A method only scores weights. This module decides which weights are prunable, runs the rounds
 of the exponential density schedule, keeps exactly round((1 - s) * N) weights, scores on a deep
-copy (the caller's model, its buffers and the global RNG are left as they were), and reports
+copy, fresh each round unless the method says it may reuse one (the caller's model, its
+buffers and the global RNG are left as they were), and reports
 per-layer statistics.
 
 Weights tied at the threshold are picked by a draw seeded with the trial's seed: the count is
@@ -199,29 +200,36 @@ def select(
     """New masks keeping `keep` weights: globally, or per layer when `budgets` are given; ties
     at a threshold drawn with `generator` (see `top_k_mask`).
 
-    Already-pruned weights score -inf, so a pruned weight never comes back.
+    A pruned weight never comes back: per layer it scores -inf; globally only the weights
+    still kept are ranked (at the end of a 100-round schedule a hundredth of the network).
     """
     names = list(masks)
-    ranked = []
     for name in names:
-        score = scores[name].detach().to(torch.float64)
-        if score.shape != masks[name].shape:
-            raise ValueError(f"score for {name} has shape {tuple(score.shape)}, expected {tuple(masks[name].shape)}")
-        ranked.append(torch.where(masks[name].to(score.device), score, torch.full_like(score, -torch.inf)))
+        if scores[name].shape != masks[name].shape:
+            raise ValueError(f"score for {name} has shape {tuple(scores[name].shape)}, expected {tuple(masks[name].shape)}")
     if budgets is not None:
-        per_layer = {name: top_k(score, budgets[name], generator) for name, score in zip(names, ranked)}
+        per_layer = {}
+        for name in names:
+            score = scores[name].detach().to(torch.float64)
+            ranked = torch.where(masks[name].to(score.device), score, torch.full_like(score, -torch.inf))
+            per_layer[name] = top_k(ranked, budgets[name], generator)
         return Selection(
             {name: chosen.masks.to(masks[name].device) for name, chosen in per_layer.items()},
             sum(chosen.arbitrary for chosen in per_layer.values()),
             sum(chosen.tied for chosen in per_layer.values()),
         )
-    device = ranked[0].device
-    flat = torch.cat([score.reshape(-1).to(device) for score in ranked])
-    chosen = top_k(flat, keep, generator)
+    device = scores[names[0]].device
+    flat = torch.cat([scores[name].detach().reshape(-1).to(device, torch.float64) for name in names])
+    candidates = torch.nonzero(torch.cat([masks[name].reshape(-1).to(device) for name in names])).flatten()
+    if keep > candidates.numel():
+        raise ValueError(f"a round asks to keep {keep:,} weights but only {candidates.numel():,} are still kept")
+    chosen = top_k(flat[candidates], keep, generator)
+    kept = torch.zeros_like(flat, dtype=torch.bool)
+    kept[candidates[chosen.masks]] = True
     out, offset = {}, 0
     for name in names:
         size = masks[name].numel()
-        out[name] = chosen.masks[offset : offset + size].view_as(masks[name]).to(masks[name].device)
+        out[name] = kept[offset : offset + size].view_as(masks[name]).to(masks[name].device)
         offset += size
     return Selection(out, chosen.arbitrary, chosen.tied)
 
@@ -258,10 +266,12 @@ def compute_masks(
     tie_generator = torch.Generator().manual_seed(TIE_BREAK_SEED_OFFSET + seed)
     worst: TieBreak | None = None
     affected = 0
+    reused = ReusedCopy(model) if method.reuses_copy else None
     for index, keep in enumerate(schedule(total, sparsity, rounds)):
-        working = copy.deepcopy(model)
+        working = reused.fresh() if reused is not None else copy.deepcopy(model)
         apply_masks(working, masks)
         method.target_kept = keep
+        method.inverted = invert
         scores = method.score(working, masks, batches, generator)
         missing = set(masks) - set(scores)
         if missing:
@@ -289,6 +299,37 @@ def compute_masks(
             stacklevel=3,
         )
     return masks, worst
+
+
+class ReusedCopy:
+    """One deep copy of a network for every round of a `reuses_copy` method: `fresh()` writes
+    the network's values, `requires_grad` and train/eval mode back into it, in the dtype the
+    method converted it to, without the Python-level cost of a new deep copy."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = copy.deepcopy(model)
+        self._tensors = []  # (the copy's dict holding the tensor, its key, the original tensor)
+        self._modes = []
+        for copied, original in zip(self.model.modules(), model.modules()):
+            self._modes.append((copied, original.training))
+            for key, tensor in original._parameters.items():
+                if tensor is not None:
+                    self._tensors.append((copied._parameters, key, tensor))
+            for key, tensor in original._buffers.items():
+                if tensor is not None:
+                    self._tensors.append((copied._buffers, key, tensor))
+
+    @torch.no_grad()
+    def fresh(self) -> nn.Module:
+        for owner, key, original in self._tensors:
+            tensor = owner[key]
+            tensor.copy_(original)
+            if isinstance(tensor, nn.Parameter):
+                tensor.requires_grad_(original.requires_grad)
+                tensor.grad = None
+        for module, training in self._modes:
+            module.training = training
+        return self.model
 
 
 def prune(

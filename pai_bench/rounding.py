@@ -66,7 +66,7 @@ def rounding_agreement(
     options = dict(options)
     exclude = list(exclude)
     if "dtype" in options:
-        other = other_precision(SCORE_DTYPES[options["dtype"]])
+        other = other_precision(SCORE_DTYPES.get(options["dtype"], torch.float32))  # auto scores in float32 mostly
         other_model, other_batches = model, batches
         other_options = {**options, "dtype": str(other).removeprefix("torch.")}
     else:

@@ -174,8 +174,8 @@ def test_variants_are_rows_and_renaming_one_reruns_nothing(tmp_path, capsys):
     assert {row: (r["method"], r["options"]) for row, r in records.items()} == {
         "snip": ("snip", {"bn_mode": "eval", "rounds": 1}),
         "snip-train": ("snip", {"bn_mode": "train", "rounds": 1}),
-        "px": ("px", {"rounds": 2, "variant": "authors", "dtype": "float64"}),
-        "px-uniform": ("px", {"rounds": 2, "variant": "uniform", "dtype": "float64"}),
+        "px": ("px", {"rounds": 2, "variant": "authors", "dtype": "auto"}),
+        "px-uniform": ("px", {"rounds": 2, "variant": "uniform", "dtype": "auto"}),
     }
     assert all(r["config"]["row"] == row and r["status"] == "done" for row, r in records.items())
     assert sorted(table_rows((out / "leaderboard.md").read_text())) == ["px", "px-uniform", "snip", "snip-train"]
@@ -199,7 +199,7 @@ def test_list_methods_of_a_suite_shows_its_rows(capsys):
     assert lines[0].split() == ["snip", "snip"] and lines[1].split() == ["options:", "bn_mode=eval", "rounds=1"]
     assert lines[2].split() == ["snip-train", "snip", "with", "bn_mode=train"]
     assert lines[4].split() == ["px-uniform", "px", "with", "variant=uniform"]
-    assert lines[5].split() == ["options:", "rounds=5", "variant=uniform", "dtype=float64"]
+    assert lines[5].split() == ["options:", "rounds=5", "variant=uniform", "dtype=auto"]
     assert main(["list", "methods", "suite=quickstart"]) == 0
     assert capsys.readouterr().out.splitlines()[-1] == "(variants defined but not in methods: snip-train, px-uniform, px-2024)"
 

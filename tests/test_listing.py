@@ -32,7 +32,7 @@ def test_every_method_is_listed_with_its_paper_and_defaults():
     listed = blocks(methods_listing())
     assert list(listed) == list_methods()
     assert "CVPR 2024" in " ".join(listed["px"]) and "ICLR 2019" in " ".join(listed["snip"])
-    assert listed["px"][-1] == "options: px.rounds=100 px.variant=authors px.dtype=float64"
+    assert listed["px"][-1] == "options: px.rounds=100 px.variant=authors px.dtype=auto"
     assert listed["magnitude"][-1] == "options: none"
 
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import copy
 import math
 
 import pytest
@@ -7,7 +8,7 @@ import torch
 
 import pai_bench
 from pai_bench.errors import UserError
-from pai_bench.masks import prunable_parameters
+from pai_bench.masks import apply_masks, prunable_parameters
 from pai_bench.method import ScoreMethod
 from pai_bench.pruning import TIE_BREAK_WARNING_SHARE, integer_budgets, kept_count, prune, schedule, select, top_k, top_k_mask
 
@@ -258,3 +259,79 @@ def test_a_sparsity_that_keeps_no_weight_is_a_user_error(tiny_net, batches):
     with pytest.raises(UserError, match=rf"keeps round\(\(1 - s\) \* N\) = 0 of the N = {total:,} prunable weights"):
         prune(tiny_net, "magnitude", 1 - 0.4 / total, batches)
 
+
+
+class ScribblingMethod(ScoreMethod):
+    """A `reuses_copy` method that changes its copy as far as the contract allows (values,
+    dtype, requires_grad, mode) and records what each round was handed."""
+
+    name = "scribbling"
+    reuses_copy = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen = []
+
+    def rounds(self) -> int:
+        return 4
+
+    def score(self, model, masks, batches, generator):
+        params = dict(model.named_parameters())
+        self.seen.append(
+            (
+                {name: params[name].detach().clone() for name in masks},
+                {name: buffer.clone() for name, buffer in model.named_buffers()},
+                [module.training for module in model.modules()],
+                {name: param.requires_grad for name, param in params.items()},
+                id(model),
+            )
+        )
+        scores = {name: params[name].detach().abs().float() + 1e-6 * torch.arange(mask.numel()).view_as(mask) for name, mask in masks.items()}
+        model.double().eval()
+        with torch.no_grad():
+            for tensor in model.state_dict(keep_vars=True).values():
+                tensor.add_(1)
+        for param in model.parameters():
+            param.requires_grad_(False)
+        return scores
+
+
+def test_a_method_that_reuses_its_copy_sees_the_network_masked_each_round(tiny_net, batches):
+    """One deep copy for all rounds, yet each round starts from the network's values (masked
+    by the masks so far), buffers, requires_grad and mode, whatever the last round did."""
+    with torch.no_grad():
+        for module in tiny_net.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.running_mean.uniform_(-1, 1)
+    tiny_net.train()
+    next(tiny_net.parameters()).requires_grad_(False)
+    method = ScribblingMethod()
+    result = prune(tiny_net, method, 0.9, batches)
+    params, buffers = dict(tiny_net.named_parameters()), dict(tiny_net.named_buffers())
+    assert len(method.seen) == 4 and len({seen[4] for seen in method.seen}) == 1
+    masks = {name: torch.ones_like(params[name], dtype=torch.bool) for name in result.masks}
+    fresh = ScribblingMethod()
+    for index, (weights, seen_buffers, modes, requires_grad, _) in enumerate(method.seen):
+        assert all(torch.equal(weights[name], (params[name] * masks[name]).to(weights[name].dtype)) for name in masks)
+        assert all(torch.equal(seen_buffers[name], buffers[name].to(seen_buffers[name].dtype)) for name in buffers)
+        assert modes == [module.training for module in tiny_net.modules()]
+        assert requires_grad == {name: param.requires_grad for name, param in params.items()}
+        masks = select(fresh.score(_masked_copy(tiny_net, masks), masks, batches, None), masks, schedule(result.total, 0.9, 4)[index]).masks
+    assert all(torch.equal(masks[name], result.masks[name]) for name in masks)
+
+
+def _masked_copy(model, masks):
+    working = copy.deepcopy(model)
+    apply_masks(working, masks)
+    return working
+
+
+def test_global_selection_ranks_only_the_weights_still_kept():
+    """A pruned weight with the highest score stays pruned, NaN ranks below every number, and
+    a round cannot ask for more weights than are still kept."""
+    masks = {"a": torch.tensor([True, False, True, True]), "b": torch.tensor([False, True, True])}
+    scores = {"a": torch.tensor([1.0, 9.0, float("nan"), 3.0]), "b": torch.tensor([8.0, 2.0, 0.5])}
+    chosen = select(scores, masks, 3).masks
+    assert chosen["a"].tolist() == [True, False, False, True] and chosen["b"].tolist() == [False, True, False]
+    with pytest.raises(ValueError, match="keep 6 weights but only 5"):
+        select(scores, masks, 6)

@@ -55,7 +55,7 @@ def test_closed_form_two_linear_layers():
     w2 = model.layer2.weight.detach().clone()
     batches = [(torch.randn(5, 4, dtype=torch.float64), torch.zeros(5))]
 
-    scores = SynFlow().score(model, masks, batches, torch.Generator())
+    scores = SynFlow(SynFlowOptions(dtype="float64")).score(model, masks, batches, torch.Generator())
 
     expected1 = w1.abs() * w2.abs().sum(0)[:, None]
     expected2 = w2.abs() * w1.abs().sum(1)[None, :]
@@ -101,7 +101,7 @@ def test_closed_form_with_bias_and_eval_mode_batchnorm():
     mu, var = model.bn.running_mean.clone(), model.bn.running_var.clone()
     gamma, beta, eps = model.bn.weight.detach().clone(), model.bn.bias.detach().clone(), model.bn.eps
 
-    scores = SynFlow().score(model, masks, [(torch.randn(2, 4, dtype=torch.float64), None)], torch.Generator())
+    scores = SynFlow(SynFlowOptions(dtype="float64")).score(model, masks, [(torch.randn(2, 4, dtype=torch.float64), None)], torch.Generator())
 
     scale = gamma.abs() / torch.sqrt(var.abs() + eps)
     pre = (w1.abs().sum(1) + b1.abs() - mu.abs()) * scale + beta.abs()
@@ -129,21 +129,62 @@ class Recording(SynFlow):
         return self.last[1]
 
 
-def test_float64_scores_separate_the_kept_weights_at_99_99_percent():
+@pytest.mark.parametrize("dtype", ["auto", "float64"])
+def test_scores_separate_the_kept_weights_at_99_99_percent(dtype):
     """At 99.99 % on ResNet-20 (27 weights kept) the surviving weights' scores in the last
     round are all positive and the kept ones lie strictly above the rest: the count is reached
-    by the scores, not by the driver's tie-break."""
+    by the scores, not by the driver's tie-break, in float64 and in auto's float32 rounds."""
     model = resnet20()
-    method = Recording(SynFlowOptions())
+    method = Recording(SynFlowOptions(dtype=dtype))
     result = pai_bench.prune(model, method, 0.9999, gaussian_batches(1), seed=0)
-    assert result.kept == 27
+    assert result.kept == 27 and result.tie_break is None
     masks, scores = method.last
     alive = torch.cat([scores[n][m] for n, m in masks.items()])
     kept = torch.cat([scores[n][result.masks[n]] for n in masks])
     dropped = torch.cat([scores[n][m & ~result.masks[n]] for n, m in masks.items()])
-    assert alive.dtype == torch.float64
+    assert alive.dtype == (torch.float64 if dtype == "float64" else torch.float32)
     assert torch.all(alive > 0)
     assert kept.min() > dropped.max()
+
+
+class DeepChain(nn.Module):
+    """Twelve 8x8 linear maps with weights near 1e-5: the path products (1e-47) underflow
+    float32 but not float64."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        generator = torch.Generator().manual_seed(0)
+        self.layers = nn.Sequential(*[nn.Linear(8, 8, bias=False) for _ in range(12)])
+        with torch.no_grad():
+            for layer in self.layers:
+                layer.weight.copy_(1e-5 * (1 + torch.rand(8, 8, generator=generator)))
+
+    def forward(self, x):
+        return self.layers(x)
+
+
+def test_auto_scores_in_float64_the_rounds_float32_cannot_decide():
+    model = DeepChain()
+    batches = [(torch.randn(2, 8), torch.zeros(2))]
+    auto = pai_bench.prune(model, "synflow", 0.5, batches, seed=0, rounds=3)
+    exact = pai_bench.prune(model, "synflow", 0.5, batches, seed=0, rounds=3, dtype="float64")
+    with pytest.warns(RuntimeWarning, match="equal score"):
+        single = pai_bench.prune(model, "synflow", 0.5, batches, seed=0, rounds=3, dtype="float32")
+    assert auto.extras == {"float64_rounds": 3}
+    assert auto.tie_break is None and single.tie_break is not None  # float32 ties every weight at 0
+    assert all(torch.equal(auto.masks[n], exact.masks[n]) for n in exact.masks)
+    assert "float64_rounds" not in pai_bench.prune(resnet20(), "synflow", 0.9, gaussian_batches(1), rounds=3).extras
+
+
+def test_a_reused_copy_gives_the_masks_of_a_fresh_copy_per_round():
+    model = resnet20()
+
+    class FreshCopies(SynFlow):
+        reuses_copy = False
+
+    reused = pai_bench.prune(model, SynFlow(SynFlowOptions(rounds=10)), 0.99, gaussian_batches(1), seed=0)
+    fresh = pai_bench.prune(model, FreshCopies(SynFlowOptions(rounds=10)), 0.99, gaussian_batches(1), seed=0)
+    assert all(torch.equal(reused.masks[n], fresh.masks[n]) for n in fresh.masks)
 
 
 @pytest.mark.parametrize("sparsity", [0.982, 0.99])
@@ -188,6 +229,6 @@ def test_options_recorded_and_checked():
     result = pai_bench.prune(model, "synflow", 0.5, gaussian_batches(1), seed=0, rounds=3, dtype="float32")
     assert result.options == {"rounds": 3, "dtype": "float32"}
     assert result.rounds == 3
-    assert SynFlowOptions().rounds == 100 and SynFlowOptions().dtype == "float64"
+    assert SynFlowOptions().rounds == 100 and SynFlowOptions().dtype == "auto"
     with pytest.raises(UserError, match="float16"):
         pai_bench.prune(model, "synflow", 0.5, gaussian_batches(1), seed=0, dtype="float16")
