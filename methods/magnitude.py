@@ -10,6 +10,8 @@ from pai_bench.plugins import register_method
 class Magnitude(ScoreMethod):
     """Score |θ| at init, one global top-k."""
 
+    reads_only = True
+
     def score(self, model, masks, batches, generator):
         params = dict(model.named_parameters())
         return {name: params[name].detach().abs() for name in masks}

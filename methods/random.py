@@ -30,6 +30,7 @@ class RandomOptions:
 @register_method("random")
 class Random(ScoreMethod):
     Options = RandomOptions
+    reads_only = True
 
     def score(self, model, masks, batches, generator):
         return {

@@ -65,10 +65,11 @@ def synaptic_flow(model: nn.Module, masks, example: torch.Tensor, dtype: torch.d
     model.eval()
     with torch.no_grad():
         seen: set[int] = set()
-        for tensor in model.state_dict(keep_vars=True).values():
-            if id(tensor) not in seen:  # a tensor shared under two names: once
-                seen.add(id(tensor))
-                tensor.abs_()
+        for module in model.modules():
+            for tensor in [*module._parameters.values(), *module._buffers.values()]:
+                if tensor is not None and id(tensor) not in seen:  # a tensor shared under two names: once
+                    seen.add(id(tensor))
+                    tensor.abs_()
     params = dict(model.named_parameters())
     weights = [params[name].requires_grad_(True) for name in masks]
     ones = torch.ones((1, *example.shape[1:]), dtype=dtype, device=example.device)

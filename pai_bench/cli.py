@@ -170,7 +170,7 @@ def _results(args: argparse.Namespace) -> int:
 
 
 def _leaderboard(args: argparse.Namespace) -> int:
-    from pai_bench.leaderboard import load_run_records, write_leaderboard
+    from pai_bench.leaderboard import load_run_records, run_notes, write_leaderboard
     from pai_bench.stats import PAIRED_TESTS
 
     options = {}
@@ -192,7 +192,7 @@ def _leaderboard(args: argparse.Namespace) -> int:
     out = Path(options["out"]) if "out" in options else args.dir / "leaderboard.md"
     if out.suffix != ".md":
         raise UserError(f"out={out} must name a .md file (the plot is written beside it as .png)")
-    md, png = write_leaderboard(records, out, alpha=alpha, paired_test=test, title=options.get("title"))
+    md, png = write_leaderboard(records, out, alpha=alpha, paired_test=test, title=options.get("title"), notes=run_notes(args.dir))
     print(f"wrote {md} and {png} ({len(records)} trial records)")
     return 0
 

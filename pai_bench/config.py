@@ -130,6 +130,20 @@ class RayConfig:
 
 
 @dataclass
+class CutConfig:
+    """Part of a suite's grid left out to fit a budget, said on its pages: `rows` (all when
+    empty) in `cells` (all when empty) run only at `sparsities` (all when empty) and with the
+    first `seeds` seeds (all when 0). Cut trials are not part of the grid: the reports count
+    them neither as run nor as missing."""
+
+    rows: list[str] = field(default_factory=list)
+    cells: list[str] = field(default_factory=list)
+    sparsities: list[float] = field(default_factory=list)
+    seeds: int = 0
+    why: str = ""  # the reason, for the pages (e.g. "PX's 100 rounds on VGG-16-BN: 10 min a trial")
+
+
+@dataclass
 class SuiteConfig:
     suite: str = "custom"  # the suite's name (set from suite=NAME)
     description: str = ""
@@ -150,6 +164,7 @@ class SuiteConfig:
     # name -> overrides of model/data/train/prune; the grid is cell x method x sparsity x seed.
     # Empty: the suite is its own single cell. `cells=[a,b]` on the command line runs only those.
     cells: dict[str, CellConfig] = field(default_factory=dict)
+    cuts: list[CutConfig] = field(default_factory=list)  # parts of the grid left out to fit a budget
     executor: str = "tune"  # tune (Ray Tune: parallel, clusters, retries) | local (in process, one trial at a time)
     resources: ResourcesConfig = field(default_factory=ResourcesConfig)  # per trial, for executor=tune
     ray: RayConfig = field(default_factory=RayConfig)
@@ -232,6 +247,7 @@ def load_config(suite: str | None, overrides: list[str] = ()) -> SuiteConfig:
     command_line = _dotlist_to_dict(rest, _variant_names(data, rest))
     layers.append(_create(command_line, "overrides"))
     config: SuiteConfig = OmegaConf.to_object(_merge(layers, schema))
+    _check_cut_cells(config.cuts, list(config.cells))
     config.cells = _resolve_cells(list(config.cells), selection, [data, command_line])
     validate(config)
     return config
@@ -309,6 +325,7 @@ def validate(config: SuiteConfig) -> None:
     if config.seeds < 1:
         raise UserError(f"seeds={config.seeds}: need at least one seed")
     _validate_ablations(config, rows)
+    _validate_cuts(config, rows)
     if config.executor not in EXECUTORS:
         raise unknown_choice("executor", config.executor, EXECUTORS)
     _validate_execution(config)
@@ -342,6 +359,26 @@ def _validate_ablations(config: SuiteConfig, rows: dict[str, Row]) -> None:
                 f"ablation {name!r} applies to none of methods={list(config.methods)}: ablations need a method that "
                 "scores weights (e.g. snip, synflow), not dense or scratch-e/b, and imp takes shuffle and reinit only"
             )
+
+
+def _check_cut_cells(cuts: list[CutConfig], cells: list[str]) -> None:
+    """Against every cell of the suite, before `cells=[...]` selects some (a cut may name the others)."""
+    for index, cut in enumerate(cuts):
+        for name in cut.cells:
+            if name not in cells:
+                raise unknown_choice(f"cell (in cuts[{index}].cells)", name, cells or ["(this suite has no cells)"])
+
+
+def _validate_cuts(config: SuiteConfig, rows: dict[str, Row]) -> None:
+    for index, cut in enumerate(config.cuts):
+        for name in cut.rows:  # any method or variant: `methods=[...]` may leave the cut's rows out of this run
+            if name not in rows and name not in config.variants and name not in list_methods():
+                raise unknown_choice(f"row (in cuts[{index}].rows)", name, [*rows, *config.variants])
+        for sparsity in cut.sparsities:  # `sparsities=[...]` may leave the cut's out of this run
+            if not 0.0 < sparsity < 1.0:
+                raise UserError(f"cuts[{index}].sparsities has {sparsity}, outside (0, 1): the sparsities the cut rows keep")
+        if cut.seeds < 0:
+            raise UserError(f"cuts[{index}].seeds={cut.seeds}: need 0 (every seed) or the number of seeds the cut rows keep")
 
 
 def _validate_cell(cell: CellConfig | SuiteConfig) -> None:

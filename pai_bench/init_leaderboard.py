@@ -177,9 +177,10 @@ def plot_similarity(panels: Sequence[tuple[str, pd.DataFrame]], path: str | Path
 
 
 def write_init_leaderboard(
-    records: Sequence[Mapping[str, Any]], out_md: str | Path, *, title: str | None, version: str, date: str
+    records: Sequence[Mapping[str, Any]], out_md: str | Path, *, title: str | None, version: str, date: str, notes: Sequence[str] = ()
 ) -> tuple[Path, Path]:
-    """Write the prune-only page of `records` to `out_md` and its plots beside it."""
+    """Write the prune-only page of `records` to `out_md` and its plots beside it; `notes` are
+    lines for its footer."""
     analysis = stats.analyse(records)
     groups = lb._groups(analysis)
     out_md = Path(out_md)
@@ -241,6 +242,7 @@ def write_init_leaderboard(
         not_done = {s: n for s, n in sorted(Counter(str(r.get("status")) for r in group_records).items()) if s != "done"}
         failures = f" Not done: {', '.join(f'{n} {s}' for s, n in not_done.items())} of {len(group_records)} trials." if not_done else ""
         lines += [f"- {prefix}Seeds {lb._ranges(seeds)}.{failures} Protocol: {lb._protocol(group_records)}"]
+    lines += [f"- {note}" for note in notes]
     lines += [f"- {lb._versions(records)}Leaderboard written by pai-bench {version} on {date}."]
     out_md.write_text("\n".join(lines).rstrip() + "\n")
     return out_md, png

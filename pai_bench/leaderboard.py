@@ -34,6 +34,7 @@ from pai_bench.stats import Analysis, Cell, Group, RowKey
 from pai_bench.version import __version__
 
 if TYPE_CHECKING:
+    from pai_bench.config import SuiteConfig
     from pai_bench.trial import TrialSpec
 
 #: How a cell's verdict reads in the table; the legend in the footer says the same.
@@ -164,10 +165,12 @@ def write_leaderboard(
     title: str | None = None,
     version: str | None = None,
     date: str | None = None,
+    notes: Sequence[str] = (),
 ) -> tuple[Path, Path]:
     """Write the leaderboard of `records` (trial records, any status) to `out_md` and its plot
     beside it (same name, `.png`); return both paths. The per-layer density plots go beside
     them too (`layer_plot_path`), one per table whose records have per-layer mask figures.
+    `notes` are lines for the footer (what a suite cut to fit, `run_notes`).
 
     `version` and `date` default to this pai-bench's version and today (ISO); pass them to
     get a byte-identical file from the same records.
@@ -185,14 +188,18 @@ def write_leaderboard(
     try:
         if all(stats.is_prune_only(record) for record in records):
             # Prune-only trials have no accuracy: their page is the masks at initialisation.
-            return write_init_leaderboard(records, out_md, title=title, version=version or __version__, date=date or _date.today().isoformat())
+            return write_init_leaderboard(
+                records, out_md, title=title, version=version or __version__, date=date or _date.today().isoformat(), notes=notes
+            )
         analysis = stats.analyse(records, alpha=alpha, paired_test=paired_test)
-        return _write_files(analysis, records, out_md, title, version, date)
+        return _write_files(analysis, records, out_md, title, version, date, notes)
     except OSError as error:
         raise UserError(f"cannot write the leaderboard {out_md}: {error.strerror or error}; choose a folder you can write") from None
 
 
-def _write_files(analysis: Analysis, records, out_md: Path, title: str | None, version: str | None, date: str | None) -> tuple[Path, Path]:
+def _write_files(
+    analysis: Analysis, records, out_md: Path, title: str | None, version: str | None, date: str | None, notes: Sequence[str]
+) -> tuple[Path, Path]:
     out_md.parent.mkdir(parents=True, exist_ok=True)
     png = out_md.with_suffix(".png")
     plot_leaderboard(analysis, png, title=title)
@@ -211,6 +218,7 @@ def _write_files(analysis: Analysis, records, out_md: Path, title: str | None, v
         title=title,
         version=version or __version__,
         date=date or _date.today().isoformat(),
+        notes=notes,
     )
     out_md.write_text(text)
     return out_md, png
@@ -244,19 +252,38 @@ def load_run_records(run_dir: str | Path) -> list[dict[str, Any]]:
 
 
 def run_grid(run_dir: str | Path) -> list[TrialSpec] | None:
-    """The trial specs of the run in `run_dir`, from its `config.yaml`; None when it has none
-    or it does not load (said on stderr)."""
+    """The trial specs of the run in `run_dir`, from its `config.yaml` (`run_config`)."""
+    from pai_bench.runner.grid import expand_grid
+
+    config = run_config(run_dir)
+    return expand_grid(config) if config is not None else None
+
+
+def run_config(run_dir: str | Path) -> SuiteConfig | None:
+    """The grid of the run in `run_dir`, its `config.yaml`; None when it has none or it does
+    not load (said on stderr)."""
     config_path = Path(run_dir) / "config.yaml"
     if not config_path.is_file():
         return None
     from pai_bench.config import load_config
-    from pai_bench.runner.grid import expand_grid
 
     try:
-        return expand_grid(load_config(str(config_path)))
+        return load_config(str(config_path))
     except UserError as error:
         print(f"pai-bench: note: {config_path} does not load ({error}); using every record in {Path(run_dir) / 'trials'}", file=sys.stderr)
         return None
+
+
+def run_notes(run_dir: str | Path) -> list[str]:
+    """Footer lines for the pages of the run in `run_dir`: what its suite cut to fit."""
+    config = run_config(run_dir)
+    return cut_notes(config) if config is not None else []
+
+
+def cut_notes(config: SuiteConfig) -> list[str]:
+    from pai_bench.runner.grid import describe_cuts
+
+    return [f"Cut to fit: {line}." for line in describe_cuts(config.cuts)]
 
 
 # --- Markdown -------------------------------------------------------------------------------
@@ -272,6 +299,7 @@ def leaderboard_markdown(
     date: str,
     layer_plots: Mapping[Group, str] | None = None,
     effective_plot: str | None = None,
+    notes: Sequence[str] = (),
 ) -> str:
     groups = _groups(analysis)
     suites = sorted({g.suite for g in groups})
@@ -295,7 +323,7 @@ def leaderboard_markdown(
     for group, cells in groups.items():
         lines += _group_section(analysis, group, cells, records, (layer_plots or {}).get(group))
     lines += _ranking_section(analysis)
-    lines += _footer(analysis, records, version, date)
+    lines += _footer(analysis, records, version, date, notes)
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -528,7 +556,7 @@ def _test_sentence(analysis: Analysis) -> str:
     return f"two-sided {paired} against the best, Welch's t-test where the two do not have the same seeds done"
 
 
-def _footer(analysis: Analysis, records: Sequence[Mapping[str, Any]], version: str, date: str) -> list[str]:
+def _footer(analysis: Analysis, records: Sequence[Mapping[str, Any]], version: str, date: str, notes: Sequence[str] = ()) -> list[str]:
     groups = _groups(analysis)
     lines = ["---", ""]
     for group, cells in groups.items():
@@ -553,7 +581,7 @@ def _footer(analysis: Analysis, records: Sequence[Mapping[str, Any]], version: s
         "in their cell; a cell with a different seed count than the rest says n.",
         f"- {_versions(records)}Leaderboard written by pai-bench {version} on {date}.",
     ]
-    return lines[:-1] + _trained_mask_lines(records) + lines[-1:]
+    return lines[:-1] + _trained_mask_lines(records) + [f"- {note}" for note in notes] + lines[-1:]
 
 
 def _trained_mask_lines(records: Sequence[Mapping[str, Any]]) -> list[str]:

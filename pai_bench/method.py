@@ -71,6 +71,9 @@ class ScoreMethod(Method):
     #: method converted it to): for a 100-round method on a small network the deep copies cost
     #: as much as the scoring.
     reuses_copy: ClassVar[bool] = False
+    #: True for a method whose `score` only reads the network it is handed: in the first round,
+    #: where every weight is still kept, the driver hands it the network itself, no copy.
+    reads_only: ClassVar[bool] = False
 
     def rounds(self) -> int:
         """Pruning rounds: 1 is one-shot; more uses the exponential density schedule."""

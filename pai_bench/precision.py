@@ -26,7 +26,8 @@ Scores = dict[str, torch.Tensor]
 def decides(scores: Mapping[str, torch.Tensor], masks: Mapping[str, torch.Tensor], keep: int, lowest: bool) -> bool:
     """Whether `scores` pick the `keep` surviving weights (`masks`) with the highest (or
     lowest) scores with no tie at the threshold, and a threshold represented to full precision."""
-    alive = torch.cat([scores[name][mask.to(scores[name].device)] for name, mask in masks.items()])
+    flat = torch.cat([scores[name].reshape(-1) for name in masks])
+    alive = flat[torch.cat([mask.reshape(-1) for mask in masks.values()]).to(flat.device)]
     if keep <= 0 or keep >= alive.numel():
         return True
     if torch.isnan(alive).any():

@@ -18,6 +18,7 @@ share of a round's mask, so such a mask never passes for the method's.
 from __future__ import annotations
 
 import copy
+import functools
 import time
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
@@ -138,8 +139,8 @@ def top_k_mask(scores: torch.Tensor, k: int, generator: torch.Generator | None =
 def top_k(scores: torch.Tensor, k: int, generator: torch.Generator | None = None) -> Selection:
     """`top_k_mask` as a `Selection`: with the number of kept entries the tie-break picked,
     when more entries tie at the threshold than there are places left above it."""
-    flat = scores.reshape(-1).to(torch.float64)
-    flat = torch.nan_to_num(flat, nan=-torch.inf)
+    flat = scores.reshape(-1)
+    flat = torch.nan_to_num(flat if flat.is_floating_point() else flat.to(torch.float64), nan=-torch.inf)
     n = flat.numel()
     if k <= 0:
         return Selection(torch.zeros_like(flat, dtype=torch.bool).view_as(scores))
@@ -219,13 +220,20 @@ def select(
             sum(chosen.tied for chosen in per_layer.values()),
         )
     device = scores[names[0]].device
-    flat = torch.cat([scores[name].detach().reshape(-1).to(device, torch.float64) for name in names])
-    candidates = torch.nonzero(torch.cat([masks[name].reshape(-1).to(device) for name in names])).flatten()
-    if keep > candidates.numel():
-        raise ValueError(f"a round asks to keep {keep:,} weights but only {candidates.numel():,} are still kept")
-    chosen = top_k(flat[candidates], keep, generator)
-    kept = torch.zeros_like(flat, dtype=torch.bool)
-    kept[candidates[chosen.masks]] = True
+    # One precision for all (float32 to float64 is exact, so the ranking is the same).
+    dtype = torch.promote_types(torch.float32, functools.reduce(torch.promote_types, (scores[name].dtype for name in names)))
+    flat = torch.cat([scores[name].detach().reshape(-1).to(device, dtype) for name in names])
+    alive = torch.cat([masks[name].reshape(-1).to(device) for name in names])
+    if bool(alive.all()):  # the first round: every weight is a candidate
+        chosen = top_k(flat, keep, generator)
+        kept = chosen.masks
+    else:
+        candidates = torch.nonzero(alive).flatten()
+        if keep > candidates.numel():
+            raise ValueError(f"a round asks to keep {keep:,} weights but only {candidates.numel():,} are still kept")
+        chosen = top_k(flat[candidates], keep, generator)
+        kept = torch.zeros_like(flat, dtype=torch.bool)
+        kept[candidates[chosen.masks]] = True
     out, offset = {}, 0
     for name in names:
         size = masks[name].numel()
@@ -268,8 +276,11 @@ def compute_masks(
     affected = 0
     reused = ReusedCopy(model) if method.reuses_copy else None
     for index, keep in enumerate(schedule(total, sparsity, rounds)):
-        working = reused.fresh() if reused is not None else copy.deepcopy(model)
-        apply_masks(working, masks)
+        if method.reads_only and index == 0:
+            working = model  # every weight still kept: the network is its own masked copy
+        else:
+            working = reused.fresh() if reused is not None else copy.deepcopy(model)
+            apply_masks(working, masks)
         method.target_kept = keep
         method.inverted = invert
         scores = method.score(working, masks, batches, generator)
@@ -379,17 +390,21 @@ def prune(
         )
     device = _device_of(model)
     batches = [(x.to(device), y.to(device)) for x, y in data]
-    started = time.perf_counter()
     method.extras = {}
     tie_break = None
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(seed)
+        # `seconds` is the time to choose: the architecture, or the masks (not the masked copy
+        # returned beside them, which no method's own code makes).
+        started = time.perf_counter()
         if isinstance(method, ArchitectureMethod):
             small = method.build(model, sparsity, batches, seed)
+            seconds = time.perf_counter() - started
             masks: Masks = {}
             stats: list[LayerStat] = architecture_stats(model, small)
         elif isinstance(method, ScoreMethod):
             masks, tie_break = compute_masks(model, method, sparsity, batches, seed, exclude, invert)
+            seconds = time.perf_counter() - started
             small = copy.deepcopy(model)
             apply_masks(small, masks)
             stats = layer_stats(masks)
@@ -402,7 +417,7 @@ def prune(
         method=method.name,
         sparsity=sparsity,
         options=method.option_values(),
-        seconds=time.perf_counter() - started,
+        seconds=seconds,
         rounds=method.rounds() if isinstance(method, ScoreMethod) else 1,
         extras=dict(method.extras),
         tie_break=tie_break,

@@ -335,3 +335,33 @@ def test_global_selection_ranks_only_the_weights_still_kept():
     assert chosen["a"].tolist() == [True, False, False, True] and chosen["b"].tolist() == [False, True, False]
     with pytest.raises(ValueError, match="keep 6 weights but only 5"):
         select(scores, masks, 6)
+
+
+class ReadingMethod(ScoreMethod):
+    """A `reads_only` method that records the network each round is handed."""
+
+    name = "reading"
+    reads_only = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.handed = []
+
+    def rounds(self) -> int:
+        return 2
+
+    def score(self, model, masks, batches, generator):
+        params = dict(model.named_parameters())
+        self.handed.append((model, {name: params[name].detach().clone() for name in masks}))
+        return {name: params[name].detach().abs() for name in masks}
+
+
+def test_a_read_only_method_scores_the_network_itself_only_while_every_weight_is_kept(tiny_net, batches):
+    method = ReadingMethod()
+    result = prune(tiny_net, method, 0.5, batches)
+    (first, _), (second, seen) = method.handed
+    assert first is tiny_net and second is not tiny_net
+    halfway = schedule(result.total, 0.5, 2)[0]
+    params = dict(tiny_net.named_parameters())
+    assert sum(int((weights != 0).sum()) for weights in seen.values()) == halfway
+    assert all(torch.equal(seen[name], params[name] * (seen[name] != 0)) for name in seen)

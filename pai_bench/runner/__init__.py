@@ -13,7 +13,7 @@ from pathlib import Path
 from pai_bench.atomic import remove_partial_writes
 from pai_bench.config import SuiteConfig, out_dir
 from pai_bench.errors import UserError
-from pai_bench.leaderboard import write_leaderboard
+from pai_bench.leaderboard import cut_notes, write_leaderboard
 from pai_bench.report import results_frame, summary_markdown
 from pai_bench.runner.grid import expand_grid
 from pai_bench.runner.local import checkpoint_folder, run_local
@@ -80,7 +80,7 @@ def _run_locked(config: SuiteConfig, out: Path, progress: bool) -> RunSummary:
     summary_path.write_text(f"# {config.suite}\n\n" + summary_markdown(results_frame(records)))
     # The publishable tables, with the tests; `pai-bench leaderboard DIR out=leaderboard/NAME.md`
     # writes them where they are published.
-    leaderboard_path, _ = write_leaderboard(records, out / "leaderboard.md", title=config.suite)
+    leaderboard_path, _ = write_leaderboard(records, out / "leaderboard.md", title=config.suite, notes=cut_notes(scope.config))
     keys = {spec.key for spec in specs}
     warned = sum(1 for record in records if record.get("warnings") and record["key"] in keys)
     return RunSummary(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 
 from pai_bench.ablations import applies_to
-from pai_bench.config import CellConfig, SuiteConfig
+from pai_bench.config import CellConfig, CutConfig, SuiteConfig
 from pai_bench.plugins import method_class
 from pai_bench.trajectory import is_trajectory_method, level_paths
 from pai_bench.trial import TrialSpec
@@ -46,6 +46,8 @@ def expand_grid(config: SuiteConfig) -> list[TrialSpec]:
             for row, ablation in runs:
                 sparsities = [0.0] if method_class(row.method).keeps_everything else config.sparsities
                 for sparsity in sparsities:
+                    if is_cut(config.cuts, row.name, name, sparsity, seed):
+                        continue
                     specs.append(
                         TrialSpec(
                             method=row.method,
@@ -65,3 +67,30 @@ def expand_grid(config: SuiteConfig) -> list[TrialSpec]:
                         )
                     )
     return specs
+
+
+def is_cut(cuts: list[CutConfig], row: str, cell: str | None, sparsity: float, seed: int) -> bool:
+    """Whether a cut of the suite leaves this trial out (a row's dense run, at sparsity 0, only
+    by its seeds)."""
+    for cut in cuts:
+        if (cut.rows and row not in cut.rows) or (cut.cells and cell not in cut.cells):
+            continue
+        if (cut.seeds and seed >= cut.seeds) or (cut.sparsities and sparsity != 0.0 and sparsity not in cut.sparsities):
+            return True
+    return False
+
+
+def describe_cuts(cuts: list[CutConfig]) -> list[str]:
+    """One line per cut, for the pages: what runs of which rows and cells, and why."""
+    lines = []
+    for cut in cuts:
+        rows = ", ".join(cut.rows) if cut.rows else "every row"
+        cells = f" on {', '.join(cut.cells)}" if cut.cells else ""
+        kept = []
+        if cut.sparsities:
+            kept.append(f"sparsit{'ies' if len(cut.sparsities) > 1 else 'y'} " + ", ".join(f"{100 * value:g} %" for value in cut.sparsities))
+        if cut.seeds:
+            kept.append(f"seed{'s' if cut.seeds > 1 else ''} {', '.join(str(seed) for seed in range(cut.seeds))}")
+        why = f" ({cut.why})" if cut.why else ""
+        lines.append(f"{rows}{cells}: only {' and '.join(kept) or 'as the grid'}{why}")
+    return lines

@@ -75,6 +75,9 @@ def union(previous: SuiteConfig, current: SuiteConfig) -> SuiteConfig:
     merged = dataclasses.replace(current)
     merged.variants = {**previous.variants, **current.variants}
     merged.options = {**previous.options, **current.options}
+    # A cut only one of them makes would hide trials the other asked for: the union keeps
+    # the cuts both make.
+    merged.cuts = [cut for cut in current.cuts if cut in previous.cuts]
     current_rows = suite_rows(current)
     taken = {row.content for row in current_rows.values()}
     earlier = [

@@ -8,8 +8,9 @@ from dataclasses import replace
 import pytest
 
 from pai_bench.config import load_config
+from pai_bench.leaderboard import cut_notes
+from pai_bench.runner.grid import describe_cuts, expand_grid
 from tests.conftest import assert_config_error
-from pai_bench.runner.grid import expand_grid
 
 QUICK = ["methods=[dense,magnitude,snip,scratch-e]", "sparsities=[0.5,0.9]", "seeds=2"]
 
@@ -93,3 +94,42 @@ def test_a_row_s_name_is_not_in_the_key():
     as_options = expand_grid(load_config("quickstart", ["methods=[snip]", "snip.bn_mode=train", "sparsities=[0.5,0.9]", "seeds=2"]))
     assert [s.key for s in as_options] == [s.key for s in specs if s.row_name == "snip-train"]
     assert all(replace(s, row=None).key == s.key for s in specs)
+
+
+CUT = "cuts=[{rows: [snip], cells: [cifar100], sparsities: [0.9], seeds: 1, why: too slow}]"
+
+
+def test_a_cut_leaves_out_a_row_s_other_sparsities_and_seeds_in_its_cells_only():
+    grid = ["methods=[dense,magnitude,snip]", "sparsities=[0.5,0.9]", "seeds=2"]
+    full = expand_grid(load_config("transfer", grid))
+    cut = expand_grid(load_config("transfer", [*grid, CUT]))
+    left_out = {(s.row_name, s.cell, s.sparsity, s.seed) for s in full} - {(s.row_name, s.cell, s.sparsity, s.seed) for s in cut}
+    assert left_out == {("snip", "cifar100", 0.5, 0), ("snip", "cifar100", 0.5, 1), ("snip", "cifar100", 0.9, 1)}
+    assert [s.key for s in cut] == [s.key for s in full if (s.row_name, s.cell, s.sparsity, s.seed) not in left_out]
+    # a cut of seeds only also removes a dense row's later seeds
+    dense_cut = expand_grid(load_config("transfer", [*grid, "cuts=[{rows: [dense], seeds: 1}]"]))
+    assert {s.seed for s in dense_cut if s.row_name == "dense"} == {0}
+
+
+def test_a_cut_names_what_it_keeps_and_why():
+    config = load_config("transfer", ["methods=[dense,snip]", "sparsities=[0.5,0.9]", "seeds=2", CUT])
+    assert describe_cuts(config.cuts) == ["snip on cifar100: only sparsity 90 % and seed 0 (too slow)"]
+    assert cut_notes(config) == ["Cut to fit: snip on cifar100: only sparsity 90 % and seed 0 (too slow)."]
+
+
+def test_a_cut_may_name_a_cell_the_command_line_leaves_out():
+    config = load_config("transfer", ["methods=[dense,snip]", "sparsities=[0.5,0.9]", "seeds=2", CUT, "cells=[cifar10]"])
+    assert list(config.cells) == ["cifar10"] and config.cuts[0].cells == ["cifar100"]
+
+
+@pytest.mark.parametrize(
+    "cut, message",
+    [
+        ("{rows: [snp]}", r"unknown row \(in cuts\[0\].rows\) 'snp'; valid choices: dense, px-2024, px-uniform, snip, snip-train"),
+        ("{cells: [imagenet]}", r"unknown cell \(in cuts\[0\].cells\) 'imagenet'; valid choices: cifar10, cifar100, tinyimagenet"),
+        ("{sparsities: [1.5]}", r"cuts\[0\].sparsities has 1.5, outside \(0, 1\)"),
+        ("{seeds: -1}", r"cuts\[0\].seeds=-1: need 0 \(every seed\) or the number of seeds"),
+    ],
+)
+def test_a_cut_of_what_the_suite_does_not_have_is_one_line(cut, message):
+    assert_config_error("transfer", ["methods=[dense,snip]", "sparsities=[0.5,0.9]", "seeds=2", f"cuts=[{cut}]"], message)

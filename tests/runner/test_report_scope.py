@@ -78,3 +78,19 @@ def test_a_refused_run_leaves_the_reported_grid_as_it_was(tmp_path):
     with pytest.raises(UserError, match="keeps round"):
         run(tmp_path, "methods=[random]", "sparsities=[0.9999999]")
     assert (tmp_path / "config.yaml").read_text() == before
+
+
+def test_a_cut_both_runs_make_stays_out_of_the_reports_and_one_only_one_makes_does_not(tmp_path):
+    cut = "cuts=[{rows: [magnitude], sparsities: [0.9]}]"
+    run(tmp_path, "methods=[random,magnitude]", "sparsities=[0.5,0.9]", cut)
+    summary = run(tmp_path, "methods=[random]", "sparsities=[0.5,0.9]", cut)
+    assert summary.reported == 3
+    records = load_run_records(tmp_path)
+    assert sorted((r["row"], r["sparsity"], r["status"]) for r in records) == [
+        ("magnitude", 0.9, "done"), ("random", 0.5, "done"), ("random", 0.9, "done")
+    ]
+    assert "Cut to fit: magnitude: only sparsity 90 %." in (tmp_path / "leaderboard.md").read_text()
+    run(tmp_path, "methods=[random]", "sparsities=[0.5,0.9]")
+    missing = [(r["row"], r["sparsity"]) for r in load_run_records(tmp_path) if r["status"] == "missing"]
+    assert missing == [("magnitude", 0.5)]
+    assert "Cut to fit" not in (tmp_path / "leaderboard.md").read_text()
