@@ -27,6 +27,7 @@ import pandas as pd
 
 from pai_bench import leaderboard as lb
 from pai_bench import stats
+from pai_bench.machine import machines_line
 from pai_bench.maskbits import decode_masks, flat_mask, jaccard_flat
 from pai_bench.stats import Cell, Group, RowKey
 
@@ -243,7 +244,7 @@ def write_init_leaderboard(
         failures = f" Not done: {', '.join(f'{n} {s}' for s, n in not_done.items())} of {len(group_records)} trials." if not_done else ""
         lines += [f"- {prefix}Seeds {lb._ranges(seeds)}.{failures} Protocol: {lb._protocol(group_records)}"]
     lines += [f"- {note}" for note in notes]
-    lines += [f"- {lb._versions(records)}Leaderboard written by pai-bench {version} on {date}."]
+    lines += [f"- {machines_line(records)}{lb._versions(records)}Leaderboard written by pai-bench {version} on {date}."]
     out_md.write_text("\n".join(lines).rstrip() + "\n")
     return out_md, png
 

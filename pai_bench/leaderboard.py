@@ -30,6 +30,7 @@ import pandas as pd
 
 from pai_bench import stats
 from pai_bench.errors import UserError, unknown_choice
+from pai_bench.machine import machines_line
 from pai_bench.stats import Analysis, Cell, Group, RowKey
 from pai_bench.version import __version__
 
@@ -579,7 +580,7 @@ def _footer(analysis: Analysis, records: Sequence[Mapping[str, Any]], version: s
         f"(scipy.stats.bootstrap) from {stats.BOOTSTRAP_MIN_N} seeds on.",
         "- Failed, diverged and unfinished trials have no accuracy: they are left out of means and tests and counted "
         "in their cell; a cell with a different seed count than the rest says n.",
-        f"- {_versions(records)}Leaderboard written by pai-bench {version} on {date}.",
+        f"- {machines_line(records)}{_versions(records)}Leaderboard written by pai-bench {version} on {date}.",
     ]
     return lines[:-1] + _trained_mask_lines(records) + [f"- {note}" for note in notes] + lines[-1:]
 

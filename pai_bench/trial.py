@@ -32,6 +32,7 @@ from pai_bench.data import Dataset, ImageSet, load_dataset
 from pai_bench.data.splits import class_balanced_indices, stratified_subset
 from pai_bench.diagnostics import ntk_diagnostics
 from pai_bench.effective import effective_masks
+from pai_bench.machine import describe_machine
 from pai_bench.errors import UserError
 from pai_bench.flops import trial_figures
 from pai_bench.maskbits import encode_masks
@@ -160,6 +161,7 @@ def base_record(spec: TrialSpec, status: str) -> dict[str, Any]:
         "dataset": spec.data.name,
         "config": spec.as_dict(),
         "versions": versions(),
+        "machine": describe_machine(),
         "started_at": _now(),
     }
 
