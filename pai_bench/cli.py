@@ -13,8 +13,9 @@ from pai_bench.errors import UserError, unknown_choice
 
 LISTABLE = ("methods", "suites", "models", "datasets")
 #: `pai-bench leaderboard DIR key=value`: out (the .md path; the .png goes beside it), alpha,
-#: test (the paired test: ttest | wilcoxon), title.
-LEADERBOARD_OPTIONS = ("out", "alpha", "test", "title")
+#: test (the paired test: ttest | wilcoxon), title, records (a .tar.xz to pack the page's
+#: records into, for publishing: `pai_bench.publish`).
+LEADERBOARD_OPTIONS = ("out", "alpha", "test", "title", "records")
 
 
 #: Exit codes: 0 every trial of the grid done (or diverged, which is a result), 1 some trial
@@ -62,7 +63,8 @@ def _parser() -> argparse.ArgumentParser:
 
     leaderboard = commands.add_parser(
         "leaderboard",
-        help="the publishable leaderboard (Markdown + PNG) of a run folder: pai-bench leaderboard DIR [out=DIR/leaderboard.md]",
+        help="the publishable leaderboard (Markdown + PNG) of a run folder or a records archive: "
+        "pai-bench leaderboard DIR|NAME.records.tar.xz [out=DIR/leaderboard.md] [records=NAME.records.tar.xz]",
     )
     leaderboard.add_argument("dir", type=Path)
     leaderboard.add_argument("options", nargs="*", metavar="key=value", help=f"{', '.join(LEADERBOARD_OPTIONS)}")
@@ -171,6 +173,7 @@ def _results(args: argparse.Namespace) -> int:
 
 def _leaderboard(args: argparse.Namespace) -> int:
     from pai_bench.leaderboard import load_run_records, run_notes, write_leaderboard
+    from pai_bench.publish import default_page, pack_records, run_folder
     from pai_bench.stats import PAIRED_TESTS
 
     options = {}
@@ -188,12 +191,16 @@ def _leaderboard(args: argparse.Namespace) -> int:
     test = options.get("test", "ttest")
     if test not in PAIRED_TESTS:
         raise unknown_choice("test", test, PAIRED_TESTS)
-    records = load_run_records(args.dir)
-    out = Path(options["out"]) if "out" in options else args.dir / "leaderboard.md"
+    out = Path(options["out"]) if "out" in options else default_page(args.dir)
     if out.suffix != ".md":
         raise UserError(f"out={out} must name a .md file (the plot is written beside it as .png)")
-    md, png = write_leaderboard(records, out, alpha=alpha, paired_test=test, title=options.get("title"), notes=run_notes(args.dir))
-    print(f"wrote {md} and {png} ({len(records)} trial records)")
+    with run_folder(args.dir) as folder:
+        records = load_run_records(folder)
+        md, png = write_leaderboard(records, out, alpha=alpha, paired_test=test, title=options.get("title"), notes=run_notes(folder))
+        print(f"wrote {md} and {png} ({len(records)} trial records)")
+        if "records" in options:
+            packed = pack_records(folder, records, Path(options["records"]))
+            print(f"wrote {options['records']} ({packed} trial records and the grid): `pai-bench leaderboard {options['records']}` writes {md.name} again")
     return 0
 
 

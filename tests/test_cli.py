@@ -295,8 +295,8 @@ def test_leaderboard_title_reaches_the_plot(tmp_path):
 @pytest.mark.parametrize(
     "args, fragment",
     [
-        (["leaderboard", "/nonexistent/run"], "no trial records in /nonexistent/run"),
-        (["leaderboard", ".", "outt=x.md"], "unknown leaderboard option 'outt'; valid choices: alpha, out, test, title"),
+        (["leaderboard", "/nonexistent/run"], "/nonexistent/run does not exist; pass the out= folder of a run or a records archive"),
+        (["leaderboard", ".", "outt=x.md"], "unknown leaderboard option 'outt'; valid choices: alpha, out, records, test, title"),
         (["leaderboard", ".", "test=sign"], "unknown test 'sign'; valid choices: ttest, wilcoxon"),
         (["leaderboard", ".", "alpha=high"], "alpha='high' is not a number"),
     ],
