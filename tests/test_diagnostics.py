@@ -46,3 +46,29 @@ def test_masked_weights_leave_the_kernel():
     result = ntk_diagnostics(model, model, masks, inputs)
     assert 0 < result["trace_ratio"] < 1
     assert result["pruned"]["trace"] < result["dense"]["trace"]
+
+
+def test_the_dense_summary_is_computed_once_per_network_and_inputs(monkeypatch):
+    from pai_bench import diagnostics
+
+    computed = []
+    real = diagnostics.ntk_summary
+
+    def counting(model, inputs, masks=None, top=5):
+        computed.append(masks is None)
+        return real(model, inputs, masks, top)
+
+    monkeypatch.setattr(diagnostics, "ntk_summary", counting)
+    monkeypatch.setattr(diagnostics, "_DENSE_SUMMARIES", {})
+    model, inputs = small_net(), torch.randn(5, 4, generator=torch.Generator().manual_seed(1))
+    masks = {"0.weight": torch.rand(6, 4, generator=torch.Generator().manual_seed(2)) < 0.5}
+    first = ntk_diagnostics(model, model, masks, inputs)
+    again = ntk_diagnostics(model, model, masks, inputs)
+    assert computed == [False, True, False] and again["dense"] == first["dense"] and again["trace_ratio"] == first["trace_ratio"]
+    other = small_net()
+    with torch.no_grad():
+        other[0].weight.add_(1.0)
+    moved = ntk_diagnostics(other, other, masks, inputs)
+    assert computed[-1] is True and moved["dense"]["trace"] != first["dense"]["trace"]
+    ntk_diagnostics(model, model, masks, inputs * 2)
+    assert computed[-1] is True
