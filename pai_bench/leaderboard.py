@@ -655,14 +655,18 @@ def _describe(config: Mapping[str, Any]) -> str:
         str(model.get("name", "?"))
         + (f" (weights {model['weights']})" if model.get("weights") else "")
         + f" on {data.get('name', '?')}"
+        + (f" ({Path(str(data['root'])).name}/)" if data.get("name") == "imagefolder" and data.get("root") else "")
         + (f" (subset of {data['subset']} training images)" if data.get("subset") else "")
     ]
-    sgd = f"SGD lr {train.get('lr')}, momentum {train.get('momentum')}" + (" nesterov" if train.get("nesterov") else "")
-    parts.append(
-        f"{train.get('epochs')} epochs, batch {train.get('batch_size')}, {sgd}, weight decay {train.get('weight_decay')}, "
-        f"lr ×{train.get('gamma')} at epochs {list(train.get('milestones') or [])}"
-    )
-    parts.append(f"augmentation {data.get('augment')}")
+    if train.get("epochs") == 0:
+        parts.append("prune only (train.epochs=0: no training)")
+    else:
+        sgd = f"SGD lr {train.get('lr')}, momentum {train.get('momentum')}" + (" nesterov" if train.get("nesterov") else "")
+        parts.append(
+            f"{train.get('epochs')} epochs, batch {train.get('batch_size')}, {sgd}, weight decay {train.get('weight_decay')}, "
+            f"lr ×{train.get('gamma')} at epochs {list(train.get('milestones') or [])}"
+        )
+        parts.append(f"augmentation {data.get('augment')}")
     parts.append(
         f"pruning split {data.get('prune_per_class')} images per class"
         + (f" in batches of {prune['batch_size']}" if prune.get("batch_size") else "")
