@@ -15,6 +15,7 @@ CPU / wall ratio, so they hold for an idle core even when measured on a busy one
 
     python benchmarks/init_cost.py --root /tmp/cifar10-jpeg --models resnet20 --out cost.json
     python benchmarks/init_cost.py --summarise cost.json         # the table, from saved runs
+    python benchmarks/init_cost.py --from-run runs/init-cifar10   # what a finished run cost
 """
 
 from __future__ import annotations
@@ -22,10 +23,14 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from pathlib import Path
 
+import pandas as pd
 import torch
 
 from pai_bench.config import load_config
+from pai_bench.leaderboard import load_run_records
+from pai_bench.publish import run_folder
 from pai_bench.plugins import resolve_options
 from pai_bench.runner.grid import expand_grid
 from pai_bench.trial import load_trial_data, run_trial
@@ -42,7 +47,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", default=None, help="JSON file, rewritten after each trial")
     parser.add_argument("--summarise", nargs="*", help="print the estimate table of these saved JSON files and stop")
+    parser.add_argument("--from-run", default=None, help="print what the done trials of this run folder (or records archive) cost and stop")
     args = parser.parse_args()
+    if args.from_run:
+        print(run_cost_table(Path(args.from_run)))
+        return
     if args.summarise:
         rows = [row for path in args.summarise for row in json.load(open(path))["rows"]]
         print(summary_table(rows, load_config(args.suite, [f"data.root={args.root}"])))
@@ -96,6 +105,20 @@ def main() -> None:
         if args.out:
             with open(args.out, "w") as handle:
                 json.dump({"threads": args.threads, "sparsity": args.sparsity, "rows": rows}, handle, indent=1)
+
+
+def run_cost_table(path: Path) -> str:
+    """Trials, core-minutes (the sum of each done trial's `timings.total_s`) and seconds per
+    trial by cell and row, from the records a run's reports cover."""
+    with run_folder(path) as folder:
+        records = [r for r in load_run_records(folder) if r.get("status") == "done"]
+    frame = pd.DataFrame(
+        {"cell": r.get("cell"), "row": r.get("row") or r["method"], "seconds": (r.get("timings") or {}).get("total_s", 0.0)} for r in records
+    )
+    table = frame.groupby(["cell", "row"])["seconds"].agg(trials="count", core_minutes=lambda s: s.sum() / 60, mean_s="mean", max_s="max")
+    table = table.round({"core_minutes": 1, "mean_s": 1, "max_s": 1}).reset_index()
+    total = frame["seconds"].sum() / 3600
+    return table.to_markdown(index=False) + f"\n\n{len(frame)} done trials, {total:.2f} core-hours"
 
 
 def idle_seconds(row: dict) -> dict[str, float]:

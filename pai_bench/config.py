@@ -10,6 +10,7 @@ first part is a variant's name sets that variant's (`px-uniform.rounds=50` ->
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 
@@ -249,6 +250,7 @@ def load_config(suite: str | None, overrides: list[str] = ()) -> SuiteConfig:
     config: SuiteConfig = OmegaConf.to_object(_merge(layers, schema))
     _check_cut_cells(config.cuts, list(config.cells))
     config.cells = _resolve_cells(list(config.cells), selection, [data, command_line])
+    config.cuts = _cuts_of(config.cuts, list(config.cells))
     validate(config)
     return config
 
@@ -367,6 +369,18 @@ def _check_cut_cells(cuts: list[CutConfig], cells: list[str]) -> None:
         for name in cut.cells:
             if name not in cells:
                 raise unknown_choice(f"cell (in cuts[{index}].cells)", name, cells or ["(this suite has no cells)"])
+
+
+def _cuts_of(cuts: list[CutConfig], cells: list[str]) -> list[CutConfig]:
+    """The cuts as they apply to the selected cells (a cut of cells not run here is dropped,
+    so the config a run writes names only its own cells)."""
+    kept = []
+    for cut in cuts:
+        if not cut.cells:
+            kept.append(cut)
+        elif any(cell in cells for cell in cut.cells):
+            kept.append(dataclasses.replace(cut, cells=[cell for cell in cut.cells if cell in cells]))
+    return kept
 
 
 def _validate_cuts(config: SuiteConfig, rows: dict[str, Row]) -> None:

@@ -75,9 +75,7 @@ def union(previous: SuiteConfig, current: SuiteConfig) -> SuiteConfig:
     merged = dataclasses.replace(current)
     merged.variants = {**previous.variants, **current.variants}
     merged.options = {**previous.options, **current.options}
-    # A cut only one of them makes would hide trials the other asked for: the union keeps
-    # the cuts both make.
-    merged.cuts = [cut for cut in current.cuts if cut in previous.cuts]
+    merged.cuts = _cuts_of_both(previous, current)
     current_rows = suite_rows(current)
     taken = {row.content for row in current_rows.values()}
     earlier = [
@@ -91,6 +89,18 @@ def union(previous: SuiteConfig, current: SuiteConfig) -> SuiteConfig:
     merged.seeds = max(previous.seeds, current.seeds)
     merged.cells = {**previous.cells, **current.cells}
     return merged
+
+
+def _cuts_of_both(previous: SuiteConfig, current: SuiteConfig) -> list:
+    """A cut hides trials from the reports, so the union keeps one that both grids make, or
+    one of cells only its own grid has (a run split by `cells=[...]`); a cut only one of them
+    makes on a grid both share would hide trials the other asked for."""
+    kept = []
+    for cut in [*current.cuts, *(cut for cut in previous.cuts if cut not in current.cuts)]:
+        other = previous if cut in current.cuts else current
+        if cut in other.cuts or (cut.cells and not set(cut.cells) & set(other.cells)):
+            kept.append(cut)
+    return kept
 
 
 def report_records(specs: Sequence[TrialSpec], store: ResultStore) -> list[dict[str, Any]]:

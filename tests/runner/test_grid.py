@@ -119,7 +119,7 @@ def test_a_cut_names_what_it_keeps_and_why():
 
 def test_a_cut_may_name_a_cell_the_command_line_leaves_out():
     config = load_config("transfer", ["methods=[dense,snip]", "sparsities=[0.5,0.9]", "seeds=2", CUT, "cells=[cifar10]"])
-    assert list(config.cells) == ["cifar10"] and config.cuts[0].cells == ["cifar100"]
+    assert list(config.cells) == ["cifar10"] and config.cuts == []  # the cut of a cell not run here is dropped
 
 
 @pytest.mark.parametrize(
@@ -133,3 +133,9 @@ def test_a_cut_may_name_a_cell_the_command_line_leaves_out():
 )
 def test_a_cut_of_what_the_suite_does_not_have_is_one_line(cut, message):
     assert_config_error("transfer", ["methods=[dense,snip]", "sparsities=[0.5,0.9]", "seeds=2", f"cuts=[{cut}]"], message)
+
+
+def test_a_run_of_some_cells_keeps_the_cuts_of_those_cells_only():
+    cuts = "cuts=[{rows: [snip], cells: [cifar100, tinyimagenet], seeds: 1}, {rows: [snip], cells: [cifar10], seeds: 1}]"
+    config = load_config("transfer", ["methods=[dense,snip]", "seeds=2", cuts, "cells=[cifar100]"])
+    assert [(cut.cells, cut.seeds) for cut in config.cuts] == [(["cifar100"], 1)]

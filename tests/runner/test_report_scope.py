@@ -7,7 +7,7 @@ from quick_trials import SMALL
 from pai_bench.config import load_config
 from pai_bench.leaderboard import load_run_records
 from pai_bench.runner import run_suite
-from pai_bench.runner.report_scope import PREVIOUS_CONFIG_FILE
+from pai_bench.runner.report_scope import PREVIOUS_CONFIG_FILE, union
 from pai_bench.store import ResultStore
 
 
@@ -94,3 +94,14 @@ def test_a_cut_both_runs_make_stays_out_of_the_reports_and_one_only_one_makes_do
     missing = [(r["row"], r["sparsity"]) for r in load_run_records(tmp_path) if r["status"] == "missing"]
     assert missing == [("magnitude", 0.5)]
     assert "Cut to fit" not in (tmp_path / "leaderboard.md").read_text()
+
+
+def test_the_union_of_runs_split_by_cells_keeps_each_cell_s_cuts():
+    grid = ["methods=[dense,snip]", "sparsities=[0.5,0.9]", "seeds=2", "cuts=[{rows: [snip], cells: [cifar100], seeds: 1}]"]
+    first = load_config("transfer", [*grid, "cells=[cifar10]"])
+    second = load_config("transfer", [*grid, "cells=[cifar100]"])
+    merged = union(first, second)
+    assert set(merged.cells) == {"cifar10", "cifar100"}
+    assert [(cut.cells, cut.seeds) for cut in merged.cuts] == [(["cifar100"], 1)]
+    uncut = load_config("transfer", ["methods=[dense,snip]", "sparsities=[0.5,0.9]", "seeds=2", "cells=[cifar100]"])
+    assert union(second, uncut).cuts == [] and union(uncut, second).cuts == []
