@@ -101,12 +101,17 @@ def collapse_point_table(groups: Mapping[Group, Sequence[Cell]]) -> str | None:
     """Methods as rows, tables (models) as columns: each method's collapse point."""
     table: dict[str, dict[str, str]] = {}
     for group, cells in groups.items():
+        every = {float(c.sparsity) for c in cells if c.sparsity}
         for key in _mask_rows(cells):
             records = [r for c in cells if key in c.rows for r in c.rows[key].records]
             if not any(effective_collapsed(r) is not None for r in _done(records)):
                 continue
             point = collapse_point(records)
-            table.setdefault(key.label, {})[_short(group)] = lb.sparsity_label(point) if point is not None else "none"
+            shown = lb.sparsity_label(point) if point is not None else "none"
+            ran = sorted({float(r["sparsity"]) for r in _done(records)})
+            if set(ran) < every:  # a row cut to fewer sparsities: its point is among those only
+                shown += f" (of {', '.join(lb.sparsity_label(s) for s in ran)})"
+            table.setdefault(key.label, {})[_short(group)] = shown
     if not table:
         return None
     return lb._markdown_table(dict(sorted(table.items())), "method")
@@ -213,7 +218,8 @@ def write_init_leaderboard(
             "",
             "The largest sparsity of the grid at which every seed keeps every layer connected (at least one effective "
             "weight in each conv and linear layer, 1x1 shortcut convolutions included, though a block whose shortcut is "
-            "cut still passes its main path); none: some layer is cut off at every sparsity.",
+            "cut still passes its main path); none: some layer is cut off at every sparsity; (of ...): the only sparsities a "
+            "row has done, where it has fewer than its table (a suite's cut).",
             "",
             collapse,
             "",
