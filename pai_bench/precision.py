@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping
 import torch
 
 from pai_bench.method import ScoreMethod
+from pai_bench.order import kth_largest, kth_smallest
 
 Scores = dict[str, torch.Tensor]
 
@@ -33,11 +34,11 @@ def decides(scores: Mapping[str, torch.Tensor], masks: Mapping[str, torch.Tensor
     if torch.isnan(alive).any():
         return False
     if lowest:
-        threshold = torch.kthvalue(alive.cpu(), keep).values
-        chosen = int((alive <= threshold.to(alive.device)).sum())
+        threshold = kth_smallest(alive, keep)
+        chosen = int((alive <= threshold).sum())
     else:
-        threshold = torch.kthvalue(alive.cpu(), alive.numel() - keep + 1).values
-        chosen = int((alive >= threshold.to(alive.device)).sum())
+        threshold = kth_largest(alive, keep)
+        chosen = int((alive >= threshold).sum())
     normal = torch.finfo(alive.dtype).tiny <= float(threshold) < float("inf")
     return normal and chosen == keep
 

@@ -31,6 +31,7 @@ from torch import nn
 from pai_bench.errors import UserError
 from pai_bench.masks import LayerStat, Masks, apply_masks, architecture_stats, full_masks, layer_stats, prunable_parameters
 from pai_bench.method import ArchitectureMethod, Batch, Method, ScoreMethod, TrajectoryMethod
+from pai_bench.order import kth_largest
 from pai_bench.plugins import create_method
 from pai_bench.variants import method_options
 
@@ -146,7 +147,7 @@ def top_k(scores: torch.Tensor, k: int, generator: torch.Generator | None = None
         return Selection(torch.zeros_like(flat, dtype=torch.bool).view_as(scores))
     if k >= n:
         return Selection(torch.ones_like(flat, dtype=torch.bool).view_as(scores))
-    threshold = torch.kthvalue(flat.cpu(), n - k + 1).values.to(flat.device)
+    threshold = kth_largest(flat, k)
     keep = flat > threshold
     missing = k - int(keep.sum())
     at_threshold = torch.nonzero(flat == threshold).flatten()
