@@ -260,9 +260,9 @@ def run_grid(run_dir: str | Path) -> list[TrialSpec] | None:
     return expand_grid(config) if config is not None else None
 
 
-def run_config(run_dir: str | Path) -> SuiteConfig | None:
+def run_config(run_dir: str | Path, say: bool = True) -> SuiteConfig | None:
     """The grid of the run in `run_dir`, its `config.yaml`; None when it has none or it does
-    not load (said on stderr)."""
+    not load (said on stderr unless `say` is false)."""
     config_path = Path(run_dir) / "config.yaml"
     if not config_path.is_file():
         return None
@@ -271,13 +271,15 @@ def run_config(run_dir: str | Path) -> SuiteConfig | None:
     try:
         return load_config(str(config_path))
     except UserError as error:
-        print(f"pai-bench: note: {config_path} does not load ({error}); using every record in {Path(run_dir) / 'trials'}", file=sys.stderr)
+        if say:
+            print(f"pai-bench: note: {config_path} does not load ({error}); using every record in {Path(run_dir) / 'trials'}", file=sys.stderr)
         return None
 
 
 def run_notes(run_dir: str | Path) -> list[str]:
-    """Footer lines for the pages of the run in `run_dir`: what its suite cut to fit."""
-    config = run_config(run_dir)
+    """Footer lines for the pages of the run in `run_dir`: what its suite cut to fit (a
+    config.yaml that does not load was already said by `load_run_records`)."""
+    config = run_config(run_dir, say=False)
     return cut_notes(config) if config is not None else []
 
 

@@ -330,3 +330,12 @@ def test_a_second_run_on_an_out_in_use_is_refused_before_it_runs_anything(tmp_pa
     assert f"is in use by another pai-bench run (pid {holder.pid} on " in line
     assert not (tmp_path / "trials").exists()
 
+
+
+def test_a_config_that_no_longer_loads_is_said_once(tmp_path):
+    run = leaderboard_run(tmp_path)
+    (run / "config.yaml").write_text("methods: [no-such-method]\n")
+    result = run_cli("leaderboard", str(run), f"out={tmp_path / 'page.md'}")
+    assert result.returncode == 0, result.stderr
+    notes = [line for line in result.stderr.splitlines() if "does not load" in line]
+    assert len(notes) == 1 and "using every record" in notes[0]
