@@ -261,19 +261,26 @@ def test_a_sparsity_that_keeps_no_weight_is_a_user_error(tiny_net, batches):
 
 
 
-class ScribblingMethod(ScoreMethod):
-    """A `reuses_copy` method that changes its copy as far as the contract allows (values,
-    dtype, requires_grad, mode) and records what each round was handed."""
+class HandedRecorder(ScoreMethod):
+    """A method of `ROUNDS` rounds that keeps, in `seen`, what each round was handed."""
 
-    name = "scribbling"
-    reuses_copy = True
+    ROUNDS = 1
 
     def __init__(self) -> None:
         super().__init__()
         self.seen = []
 
     def rounds(self) -> int:
-        return 4
+        return self.ROUNDS
+
+
+class ScribblingMethod(HandedRecorder):
+    """A `reuses_copy` method that changes its copy as far as the contract allows (values,
+    dtype, requires_grad, mode) and records what each round was handed."""
+
+    name = "scribbling"
+    reuses_copy = True
+    ROUNDS = 4
 
     def score(self, model, masks, batches, generator):
         params = dict(model.named_parameters())
@@ -337,29 +344,23 @@ def test_global_selection_ranks_only_the_weights_still_kept():
         select(scores, masks, 6)
 
 
-class ReadingMethod(ScoreMethod):
+class ReadingMethod(HandedRecorder):
     """A `reads_only` method that records the network each round is handed."""
 
     name = "reading"
     reads_only = True
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.handed = []
-
-    def rounds(self) -> int:
-        return 2
+    ROUNDS = 2
 
     def score(self, model, masks, batches, generator):
         params = dict(model.named_parameters())
-        self.handed.append((model, {name: params[name].detach().clone() for name in masks}))
+        self.seen.append((model, {name: params[name].detach().clone() for name in masks}))
         return {name: params[name].detach().abs() for name in masks}
 
 
 def test_a_read_only_method_scores_the_network_itself_only_while_every_weight_is_kept(tiny_net, batches):
     method = ReadingMethod()
     result = prune(tiny_net, method, 0.5, batches)
-    (first, _), (second, seen) = method.handed
+    (first, _), (second, seen) = method.seen
     assert first is tiny_net and second is not tiny_net
     halfway = schedule(result.total, 0.5, 2)[0]
     params = dict(tiny_net.named_parameters())
