@@ -41,6 +41,7 @@ class Diverged(Exception):
 class TrainResult:
     epochs: list[dict] = field(default_factory=list)
     engine: str = "reference"  # which loop trained: "reference" (fp32), "fast" (pai_bench.engine) or "fast-eager"
+    precision: str = "fp32"  # the forward and backward's arithmetic: "fp32" or "bf16" (the fast engine's autocast)
     engine_fallback: str | None = None  # why the fast engine ran eagerly: its compile error, in one line
 
     @property
@@ -126,6 +127,7 @@ class ReferenceTrainer:
     engine (`pai_bench.engine.FastTrainer`, same interface) is checked against it."""
 
     engine = "reference"
+    precision = "fp32"
     fallback = None  # what the fast engine sets when it could not compile
 
     def __init__(self, model: nn.Module, masks: Mapping[str, torch.Tensor], train_config: TrainConfig) -> None:
@@ -144,11 +146,13 @@ class ReferenceTrainer:
 
 
 def make_trainer(model: nn.Module, masks: Mapping[str, torch.Tensor], train_config: TrainConfig) -> ReferenceTrainer | FastTrainer:
-    """The fast engine on a GPU unless `train.fast=false`; the reference loop otherwise (on a
-    CPU the fast path would be the same eager fp32 loop)."""
+    """The fast engine on a GPU or a CPU unless `train.fast=false` (settings per device:
+    `EngineSettings.for_device`); the reference loop otherwise, and on devices the engine has
+    no settings for."""
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
-    if train_config.fast and device.type == "cuda":
-        return FastTrainer(model, masks, train_config, device, EngineSettings.for_device(device))
+    settings = EngineSettings.for_device(device) if train_config.fast else None
+    if settings is not None:
+        return FastTrainer(model, masks, train_config, device, settings)
     return ReferenceTrainer(model, masks, train_config)
 
 
@@ -175,7 +179,7 @@ def train(
     """
     trainer = make_trainer(model, masks, train_config)
     optimizer, scheduler = trainer.optimizer, trainer.scheduler
-    result = TrainResult(engine=trainer.engine)
+    result = TrainResult(engine=trainer.engine, precision=trainer.precision)
     first_epoch = 0
     if resume is not None:
         first_epoch = _restore(resume, model, optimizer, scheduler)

@@ -334,7 +334,7 @@ def _run(
 def training_outcome(trained: TrainResult) -> dict[str, Any]:
     """What a record says of its training: the engine (and why it fell back, if it did), the
     final test accuracy and training loss. A trajectory's levels say the same."""
-    outcome = {"engine": trained.engine, "test_acc": trained.epochs[-1]["test_acc"], "train_loss": trained.epochs[-1]["train_loss"]}
+    outcome = {"engine": trained.engine, "precision": trained.precision, "test_acc": trained.epochs[-1]["test_acc"], "train_loss": trained.epochs[-1]["train_loss"]}
     if trained.engine_fallback is not None:
         outcome["engine_fallback"] = trained.engine_fallback
     return outcome

@@ -144,27 +144,90 @@ def test_the_optimizer_step_is_compiled_not_skipped():
     assert sum(breaks.values()) == 2 and all("graph_break()" in reason for reason in breaks), breaks
 
 
-def test_settings_per_device():
-    assert EngineSettings.for_device(CPU) == EngineSettings()
-    assert not EngineSettings.for_device(CPU).compile
+def test_settings_per_device(monkeypatch):
+    import pai_bench.engine as engine
+
+    monkeypatch.setattr(engine, "cpu_has_bf16", lambda: True)
+    assert EngineSettings.for_device(CPU) == EngineSettings(bf16=True, channels_last=True, compile=False)
+    monkeypatch.setattr(engine, "cpu_has_bf16", lambda: False)
+    assert EngineSettings.for_device(CPU) == EngineSettings(bf16=False, channels_last=True, compile=False)
+    assert EngineSettings.for_device(torch.device("mps")) is None
 
 
-def test_train_uses_the_reference_loop_on_cpu_whatever_fast_says():
-    """On a CPU the fast path would be the same eager fp32 loop, so `train` says it ran the
-    reference, and `fast` (like the device) stays out of the trial key."""
+def test_cpu_bf16_follows_the_cpus_own_flags(monkeypatch):
+    import pai_bench.engine as engine
+
+    for avx512_bf16, amx, expected in [(True, False, True), (False, True, True), (False, False, False)]:
+        monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda value=avx512_bf16: value)
+        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda value=amx: value)
+        assert engine.cpu_has_bf16() is expected
+
+
+@pytest.mark.parametrize("has_bf16", [True, False], ids=["bf16-cpu", "fp32-cpu"])
+def test_train_on_a_cpu_takes_the_fast_engine_unless_fast_is_false(monkeypatch, has_bf16):
+    """`train.fast=true` trains on the engine in bf16 where the CPU has bf16 arithmetic and in
+    fp32 where it has not; `train.fast=false` is the reference loop. The record-facing fields
+    say which, and `fast` (like the device) stays out of the trial key."""
     import dataclasses
 
+    import pai_bench.engine as engine
     from pai_bench.training import ReferenceTrainer, make_trainer, train
     from pai_bench.trial import NOT_IN_KEY
 
+    monkeypatch.setattr(engine, "cpu_has_bf16", lambda: has_bf16)
     torch.manual_seed(0)
     model = TinyNet()
     masks = half_masks(model)
-    assert isinstance(make_trainer(model, masks, TRAIN), ReferenceTrainer)
+    trainer = make_trainer(copy.deepcopy(model), masks, TRAIN)
+    assert isinstance(trainer, FastTrainer) and trainer.settings.bf16 is has_bf16 and trainer.settings.channels_last
+    assert isinstance(make_trainer(copy.deepcopy(model), masks, dataclasses.replace(TRAIN, fast=False)), ReferenceTrainer)
     test = BatchLoader(images(13, seed=9), batch_size=5, mean=MEAN, std=STD)
-    result = train(model, masks, loader(), test, dataclasses.replace(TRAIN, epochs=1, fast=True))
-    assert result.engine == "reference" and len(result.epochs) == 1
+    fast = train(copy.deepcopy(model), masks, loader(), test, dataclasses.replace(TRAIN, epochs=1))
+    assert (fast.engine, fast.precision) == ("fast", "bf16" if has_bf16 else "fp32")
+    reference = train(copy.deepcopy(model), masks, loader(), test, dataclasses.replace(TRAIN, epochs=1, fast=False))
+    assert (reference.engine, reference.precision) == ("reference", "fp32")
     assert ("train", "fast") in NOT_IN_KEY
+
+
+def test_bf16_steps_on_a_cpu_keep_masked_weights_and_momenta_exactly_zero():
+    """Autocast computes in bf16 but the weights, their gradients' masking and the update stay
+    fp32: a pruned weight is 0.0 exactly after every step, not a bf16 rounding of it."""
+    torch.manual_seed(0)
+    model = TinyNet()
+    before = copy.deepcopy(model.state_dict())
+    masks = half_masks(model)
+    trainer = FastTrainer(model, masks, TRAIN, CPU, EngineSettings(bf16=True, channels_last=True))
+    for _ in range(2):
+        loss, _ = trainer.train_epoch(loader())
+        trainer.scheduler.step()
+        assert math.isfinite(loss)
+    params = dict(model.named_parameters())
+    for name, mask in masks.items():
+        assert params[name].dtype == torch.float32
+        assert torch.all(params[name][~mask] == 0), name
+        assert torch.all(params[name][mask] != before[name][mask]), name
+        assert torch.all(trainer.optimizer.state[params[name]]["momentum_buffer"][~mask] == 0), name
+
+
+def test_bf16_on_a_cpu_trains_close_to_fp32():
+    """bf16 changes the arithmetic, not the update: after three epochs the weights are those
+    of the fp32 engine to within bf16's rounding, far from where they started."""
+    torch.manual_seed(0)
+    start = TinyNet()
+    masks = half_masks(start)
+    models = {}
+    for bf16 in (False, True):
+        model = copy.deepcopy(start)
+        trainer = FastTrainer(model, masks, TRAIN, CPU, EngineSettings(bf16=bf16, channels_last=True))
+        batches = loader()
+        for _ in range(3):
+            trainer.train_epoch(batches)
+            trainer.scheduler.step()
+        models[bf16] = model.state_dict()
+    for name, value in models[False].items():
+        if value.is_floating_point() and name in dict(start.named_parameters()):
+            moved = (value - start.state_dict()[name]).norm()
+            assert (models[True][name] - value).norm() < 0.1 * moved, name
 
 
 # --- the fallback when compiling fails ------------------------------------------------------

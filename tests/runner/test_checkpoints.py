@@ -64,14 +64,24 @@ def without_seconds(epochs: list[dict]) -> list[dict]:
     return [{k: v for k, v in metrics.items() if k != "seconds"} for metrics in epochs]
 
 
+ENGINES = {"fast-bf16": ("train.fast=true", True), "fast-fp32": ("train.fast=true", False), "reference": ("train.fast=false", False)}
+
+
+@pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("method", ["random", "scratch-e"])
-def test_resumed_trial_ends_with_the_uninterrupted_weights(quickstart, method):
+def test_resumed_trial_ends_with_the_uninterrupted_weights(quickstart, method, engine, monkeypatch):
     # Resumed across a learning-rate milestone, with augmentation and shuffling: every stream
-    # (data order, crops, flips, momentum, schedule) must pick up where it stopped.
-    [spec] = small_specs(f"methods=[{method}]", "train.epochs=2", "train.milestones=[1]")
+    # (data order, crops, flips, momentum, schedule) must pick up where it stopped, on each
+    # engine a CPU trains with (bf16 is forced on where the CPU only emulates it).
+    import pai_bench.engine
+
+    fast, bf16 = ENGINES[engine]
+    monkeypatch.setattr(pai_bench.engine, "cpu_has_bf16", lambda: bf16)
+    [spec] = small_specs(f"methods=[{method}]", "train.epochs=2", "train.milestones=[1]", fast)
     whole = MemoryCheckpoint(every=1)
     uninterrupted = run_trial(spec, dataset=quickstart, checkpoint=whole)
     assert uninterrupted["status"] == "done" and [s["train"]["epoch"] for s in whole.states] == [1, 2]
+    assert (uninterrupted["engine"], uninterrupted["precision"]) == (engine.split("-")[0], "bf16" if bf16 else "fp32")
     assert [e["lr"] for e in uninterrupted["epochs"]] == [spec.train.lr, spec.train.lr * spec.train.gamma]
 
     first = MemoryCheckpoint(every=1)
