@@ -213,3 +213,20 @@ def test_corrupt_cache_is_rebuilt(
     assert torch.equal(
         load_dataset("imagefolder", root=str(tmp_path)).train.images, first.train.images
     )
+
+
+def test_cifar10_jpeg_is_an_imagefolder_of_cifar10s_classes(tmp_path: Path, rng: np.random.Generator) -> None:
+    from pai_bench.data.folders import CIFAR10_CLASSES
+
+    for split in ("train", "test"):
+        for label in CIFAR10_CLASSES:
+            write_image(tmp_path / split / label / "0.jpg", rng.integers(0, 256, (4, 4, 3), dtype=np.uint8))
+    dataset = load_dataset("cifar10-jpeg", root=str(tmp_path))
+    assert dataset.name == "cifar10-jpeg" and dataset.classes == CIFAR10_CLASSES
+    assert dataset.train.labels.tolist() == list(range(10)) and dataset.train.images.shape == (10, 3, 4, 4)
+
+
+def test_cifar10_jpeg_refuses_other_classes(tmp_path: Path, rng: np.random.Generator) -> None:
+    make_imagefolder(tmp_path, rng)
+    with pytest.raises(UserError, match=r"does not hold CIFAR-10's classes: its folders are \['Zebra', 'cat', 'dog'\]"):
+        load_dataset("cifar10-jpeg", root=str(tmp_path))
