@@ -119,3 +119,55 @@ def seed_rank_agreement(by_seed: Mapping[Any, Mapping[str, float]]) -> float | N
 def published_by_method(results: Sequence[Published], source: str) -> dict[str, float | None]:
     """One source's numbers of one cell, by method."""
     return {result.method: result.accuracy for result in results if result.source == source}
+
+
+@dataclass(frozen=True)
+class SourceComparison:
+    source: Source
+    published: dict[str, float | None]  # by method, this cell's numbers from the source
+    agreement: RankAgreement  # the run's mean ranking against the source's
+    seed_agreement: float | None  # the run's seeds against each other, over the same methods
+
+
+@dataclass(frozen=True)
+class CellComparison:
+    model: str
+    dataset: str
+    sparsity: float
+    sources: tuple[SourceComparison, ...]
+
+
+def compare_with_published(records: Sequence[Mapping[str, Any]], references: References | None = None) -> list[CellComparison]:
+    """For each (model, dataset, sparsity) of the finished, trained records that a published
+    source covers: the source's numbers, and how the run's ranking of its rows agrees with the
+    source's over the methods both have (a row is compared under its own name, so variants
+    such as px-uniform have no published counterpart)."""
+    references = references or load_references()
+    cells: dict[tuple[str, str, float], dict[Any, dict[str, float]]] = {}
+    for record in records:
+        if record.get("status") != "done" or record.get("test_acc") is None or record.get("ablation"):
+            continue
+        key = (record["model"], record["dataset"], float(record["sparsity"]))
+        cells.setdefault(key, {}).setdefault(record["seed"], {})[record["row"]] = float(record["test_acc"])
+    comparisons = []
+    for (model, dataset, sparsity), by_seed in sorted(cells.items()):
+        published = references.for_cell(model, dataset, sparsity)
+        if not published:
+            continue
+        means = _means(by_seed)
+        sources = []
+        for name in sorted({result.source for result in published}):
+            theirs = published_by_method(published, name)
+            agreement = rank_agreement(means, theirs)
+            shared = {seed: {m: acc for m, acc in accs.items() if m in agreement.methods} for seed, accs in by_seed.items()}
+            sources.append(SourceComparison(references.sources[name], theirs, agreement, seed_rank_agreement(shared)))
+        comparisons.append(CellComparison(model, dataset, sparsity, tuple(sources)))
+    return comparisons
+
+
+def _means(by_seed: Mapping[Any, Mapping[str, float]]) -> dict[str, float]:
+    rows: dict[str, list[float]] = {}
+    for accuracies in by_seed.values():
+        for row, accuracy in accuracies.items():
+            rows.setdefault(row, []).append(accuracy)
+    return {row: statistics.mean(values) for row, values in rows.items()}

@@ -58,3 +58,26 @@ def test_seed_agreement_is_the_mean_tau_over_pairs_of_seeds():
     }
     assert seed_rank_agreement(by_seed) == pytest.approx((1 - 1 - 1) / 3)
     assert seed_rank_agreement({0: by_seed[0]}) is None
+
+
+def _record(row: str, sparsity: float, seed: int, accuracy: float, **extra) -> dict:
+    return {"status": "done", "model": "resnet20", "dataset": "cifar10-jpeg", "row": row, "sparsity": sparsity, "seed": seed, "test_acc": accuracy} | extra
+
+
+def test_a_run_is_compared_with_the_sources_that_cover_its_cells():
+    from pai_bench.references import compare_with_published
+
+    # NPB at 99 %: random 35.99 < snip 62.43 < iter-snip 64.95 < synflow 66.05 < phew 70.44
+    ours = {"random": [30, 31], "snip": [50, 52], "iter-snip": [55, 54], "synflow": [53, 56], "phew": [60, 58], "px-uniform": [61, 62]}
+    records = [_record(row, 0.99, seed, acc) for row, accs in ours.items() for seed, acc in enumerate(accs)]
+    records += [_record("snip", 0.99, 2, 99.0, ablation="shuffle"), _record("snip", 0.99, 3, 99.0, status="failed")]
+    records += [_record("random", 0.5, 0, 80.0)]  # no source covers 50 %
+    [cell] = compare_with_published(records)
+    assert (cell.model, cell.dataset, cell.sparsity) == ("resnet20", "cifar10-jpeg", 0.99)
+    [npb] = [source for source in cell.sources if source.source.name == "npb-figure"]
+    assert npb.agreement.methods == ("iter-snip", "phew", "random", "snip", "synflow")
+    # means: random 30.5, snip 51, iter-snip 54.5, synflow 54.5, phew 59 -> one tie, otherwise NPB's order
+    assert 0.9 < npb.agreement.tau < 1.0
+    assert npb.seed_agreement == pytest.approx(rank_agreement(
+        {"random": 30, "snip": 50, "iter-snip": 55, "synflow": 53, "phew": 60},
+        {"random": 31, "snip": 52, "iter-snip": 54, "synflow": 56, "phew": 58}).tau)
