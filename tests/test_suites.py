@@ -354,3 +354,41 @@ def test_init_cifar10_runs_prune_only_and_publishes_the_init_page(tmp_path):
     assert {r["sparsity"] for r in masked if "mask" in r} == {0.99} == {r["sparsity"] for r in masked if "rounding_jaccard_order" in r["diagnostics"]}
     page = summary.leaderboard_path.read_text()
     assert "## Collapse point" in page and "## How alike the masks are" in page and "Test accuracy" not in page
+
+
+def test_cifar10_cpu_is_the_cifar10_protocol_scaled_to_eight_epochs_on_the_jpegs():
+    from pai_bench.training import scale_schedule
+
+    config = load_config("cifar10-cpu", ["data.root=/data/cifar10-jpeg"])
+    paper = load_config("cifar10")
+    assert config.train == scale_schedule(paper.train, 8 / paper.train.epochs)  # milestones 80, 120 -> 4, 6
+    assert (config.train.epochs, config.train.milestones) == (8, [4, 6])
+    assert config.data.name == "cifar10-jpeg" and config.data.augment == paper.data.augment and config.data.padding == paper.data.padding
+    assert config.sparsities == [0.9, 0.9684, 0.99] and config.seeds == 3
+    expected_rows = {"dense", "random", "magnitude", "snip", "iter-snip", "grasp", "synflow", "phew", "ntk-sap", "px", "px-uniform", "px-2024", "scratch-e", "scratch-b"}
+    assert set(config.methods) == expected_rows
+    assert config.resources.cpu == 1 and config.resources.gpu == 0
+    # cut to one seed, never a whole method: every row still runs at every sparsity
+    specs = expand_grid(config)
+    assert {s.seed for s in specs} == {0} and {s.row for s in specs} == expected_rows
+    assert len(specs) == 1 + 13 * 3 and len(expand_grid(load_config("cifar10-cpu", ["cuts=[]"]))) == 3 * (1 + 13 * 3)
+
+
+def test_cifar10_cpu_runs_on_a_cifar10_jpeg_folder_with_the_cpu_engine(tmp_path):
+    from data_formats import solid, write_image
+
+    from pai_bench.data.folders import CIFAR10_CLASSES
+
+    root = tmp_path / "jpeg"
+    for split, count in (("train", 2), ("test", 1)):
+        for label, name in enumerate(CIFAR10_CLASSES):
+            for index in range(count):
+                write_image(root / split / name / f"{index}.jpg", solid((25 * label, 100, 7 * index), size=32))
+    overrides = [
+        "executor=local", f"out={tmp_path / 'run'}", f"data.root={root}", "methods=[dense,snip,scratch-e]", "sparsities=[0.99]",
+        "data.prune_per_class=1", "train.epochs=1", "train.milestones=[]", "train.batch_size=8",
+    ]  # fmt: skip
+    summary = run_suite(load_config("cifar10-cpu", overrides), progress=False)
+    records = ResultStore(summary.out).records()
+    assert len(records) == 3 and all(r["status"] == "done" for r in records), [r.get("error") for r in records]
+    assert {r["dataset"] for r in records} == {"cifar10-jpeg"} and {r["engine"] for r in records} == {"fast"}
