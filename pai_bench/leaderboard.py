@@ -531,7 +531,7 @@ def _ranking_section(analysis: Analysis) -> list[str]:
             {
                 "method": list(ranking.methods),
                 "mean rank": [f"{ranking.mean_rank[m]:.2f}" for m in ranking.methods],
-                "IQM of normalised accuracy (%)": [f"{ranking.iqm[m]:.2f}" for m in ranking.methods],
+                "IQM of normalised accuracy (%)": [f"{ranking.iqm[m]:.2f}" if m in ranking.iqm else "" for m in ranking.methods],
             }
         ).sort_values(["mean rank", "method"], key=lambda s: s.astype(float) if s.name == "mean rank" else s)
         lines += [frame.to_markdown(index=False, disable_numparse=True), ""]

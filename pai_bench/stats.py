@@ -466,8 +466,10 @@ def rank_methods(cells: Iterable[Cell]) -> Ranking:
             scores = []
             for c in complete:
                 scale = dense[c.group] if by_dense else c.rows[c.best].summary.mean
-                scores += [100.0 * a / scale for a in c.rows[RowKey(m)].accuracy.values()]
-            iqm[m] = interquartile_mean(scores)
+                if scale > 0:  # a reference at 0 % (a net that learned nothing) normalises nothing
+                    scores += [100.0 * a / scale for a in c.rows[RowKey(m)].accuracy.values()]
+            if scores:
+                iqm[m] = interquartile_mean(scores)
     ranking = dict(methods=tuple(methods), cells=len(complete), mean_rank=mean_rank, iqm=iqm, normalised_by=normalised_by)
     if len(methods) >= 3 and complete:
         # Every cell ranking the methods alike gives the largest statistic, N (k - 1).

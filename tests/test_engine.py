@@ -87,22 +87,29 @@ def test_eager_fp32_fast_path_is_the_reference_loop(augment):
         torch.testing.assert_close(fast.state_dict()[name], value, rtol=1e-5, atol=1e-6)
 
 
-def test_compiled_step_keeps_masked_weights_at_zero_and_trains_the_rest():
+def train_two_epochs_and_check_masks(settings: EngineSettings) -> FastTrainer:
+    """Two epochs on `settings`; every pruned weight and its momentum exactly zero (the weights
+    fp32 whatever the autocast), every kept weight moved."""
     torch.manual_seed(0)
     model = TinyNet()
     before = copy.deepcopy(model.state_dict())
     masks = half_masks(model)
-    trainer = FastTrainer(model, masks, TRAIN, CPU, COMPILED)
+    trainer = FastTrainer(model, masks, TRAIN, CPU, settings)
     for _ in range(2):
         loss, _ = trainer.train_epoch(loader())
         trainer.scheduler.step()
         assert math.isfinite(loss)
     params = dict(model.named_parameters())
     for name, mask in masks.items():
+        assert params[name].dtype == torch.float32
         assert torch.all(params[name][~mask] == 0), name
         assert torch.all(params[name][mask] != before[name][mask]), name
-        momentum = trainer.optimizer.state[params[name]]["momentum_buffer"]
-        assert torch.all(momentum[~mask] == 0), name
+        assert torch.all(trainer.optimizer.state[params[name]]["momentum_buffer"][~mask] == 0), name
+    return trainer
+
+
+def test_compiled_step_keeps_masked_weights_at_zero_and_trains_the_rest():
+    trainer = train_two_epochs_and_check_masks(COMPILED)
     # the scheduler drove the tensor learning rate through both milestones
     assert isinstance(trainer.optimizer.param_groups[0]["lr"], torch.Tensor)
     assert trainer.lr == pytest.approx(0.001)
@@ -179,7 +186,7 @@ def test_train_on_a_cpu_takes_the_fast_engine_unless_fast_is_false(monkeypatch, 
     model = TinyNet()
     masks = half_masks(model)
     trainer = make_trainer(copy.deepcopy(model), masks, TRAIN)
-    assert isinstance(trainer, FastTrainer) and trainer.settings.bf16 is has_bf16 and trainer.settings.channels_last
+    assert isinstance(trainer, FastTrainer) and trainer.settings.bf16 is has_bf16
     assert isinstance(make_trainer(copy.deepcopy(model), masks, dataclasses.replace(TRAIN, fast=False)), ReferenceTrainer)
     test = BatchLoader(images(13, seed=9), batch_size=5, mean=MEAN, std=STD)
     fast = train(copy.deepcopy(model), masks, loader(), test, dataclasses.replace(TRAIN, epochs=1))
@@ -189,24 +196,23 @@ def test_train_on_a_cpu_takes_the_fast_engine_unless_fast_is_false(monkeypatch, 
     assert ("train", "fast") in NOT_IN_KEY
 
 
+def test_a_cpu_trains_narrow_convolutions_without_channels_last():
+    """torch's oneDNN channels_last backward crashed the process on 1- and 2-channel convolutions
+    (Scratch-E's ResNet-20 at 99 %); such a network trains NCHW, a 16-channel one channels_last."""
+    from torch import nn
+
+    from pai_bench.training import make_trainer
+
+    narrow = nn.Sequential(nn.Conv2d(3, 1, 3), nn.ReLU(), nn.Conv2d(1, 16, 3))
+    wide = nn.Sequential(nn.Conv2d(3, 16, 3), nn.ReLU(), nn.Conv2d(16, 16, 3))
+    assert not make_trainer(narrow, {}, TRAIN).settings.channels_last
+    assert make_trainer(wide, {}, TRAIN).settings.channels_last
+
+
 def test_bf16_steps_on_a_cpu_keep_masked_weights_and_momenta_exactly_zero():
     """Autocast computes in bf16 but the weights, their gradients' masking and the update stay
     fp32: a pruned weight is 0.0 exactly after every step, not a bf16 rounding of it."""
-    torch.manual_seed(0)
-    model = TinyNet()
-    before = copy.deepcopy(model.state_dict())
-    masks = half_masks(model)
-    trainer = FastTrainer(model, masks, TRAIN, CPU, EngineSettings(bf16=True, channels_last=True))
-    for _ in range(2):
-        loss, _ = trainer.train_epoch(loader())
-        trainer.scheduler.step()
-        assert math.isfinite(loss)
-    params = dict(model.named_parameters())
-    for name, mask in masks.items():
-        assert params[name].dtype == torch.float32
-        assert torch.all(params[name][~mask] == 0), name
-        assert torch.all(params[name][mask] != before[name][mask]), name
-        assert torch.all(trainer.optimizer.state[params[name]]["momentum_buffer"][~mask] == 0), name
+    train_two_epochs_and_check_masks(EngineSettings(bf16=True, channels_last=True))
 
 
 def test_bf16_on_a_cpu_trains_close_to_fp32():

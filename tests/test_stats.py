@@ -276,3 +276,18 @@ def test_detectable_effects_and_p_floors():
     assert five.welch_effect == pytest.approx(TTestIndPower().solve_power(nobs1=5, alpha=0.05, power=0.8))
     assert 1.6 < five.paired_effect < 1.8 and five.paired_effect < three.paired_effect
     assert stats.detectable(1).paired_effect is None and stats.detectable(1).min_p_wilcoxon is None
+
+
+def test_a_cell_whose_best_mean_is_zero_leaves_the_normalised_scores():
+    """A net that learned nothing (0 % everywhere in a cell) normalises nothing: the ranking
+    leaves that cell out of the IQM instead of dividing by zero."""
+    from pai_bench.stats import analyse, rank_methods
+
+    records = [
+        {"status": "done", "suite": "s", "model": "m", "dataset": "d", "method": method, "row": method, "sparsity": sparsity, "seed": seed, "test_acc": acc, "config": {"train": {"epochs": 1}}}
+        for sparsity, accs in ((0.5, {"a": 50.0, "b": 40.0, "c": 30.0}), (0.9, {"a": 0.0, "b": 0.0, "c": 0.0}))
+        for method, acc in accs.items()
+        for seed in (0, 1)
+    ]
+    ranking = rank_methods(analyse(records).cells.values())
+    assert ranking.iqm == {"a": 100.0, "b": 80.0, "c": 60.0}

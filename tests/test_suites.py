@@ -333,14 +333,19 @@ def test_init_cifar10_is_prune_only_over_three_models_with_ntk_on_resnet20():
     assert all(s.diagnostics.masks_at for s in specs)
 
 
-def test_init_cifar10_runs_prune_only_and_publishes_the_init_page(tmp_path):
+def write_jpeg_folder(root: Path, classes: list[str]) -> Path:
+    """An ImageFolder of 32 px JPEGs: two training images and one test image a class."""
     from data_formats import solid, write_image
 
-    root = tmp_path / "jpeg"
     for split, count in (("train", 2), ("test", 1)):
-        for label in range(10):
+        for label, name in enumerate(classes):
             for index in range(count):
-                write_image(root / split / f"class{label}" / f"{index}.jpg", solid((25 * label, 100, 7 * index), size=32))
+                write_image(root / split / name / f"{index}.jpg", solid((25 * label, 100, 7 * index), size=32))
+    return root
+
+
+def test_init_cifar10_runs_prune_only_and_publishes_the_init_page(tmp_path):
+    root = write_jpeg_folder(tmp_path / "jpeg", [f"class{label}" for label in range(10)])
     overrides = [
         "executor=local", f"out={tmp_path / 'run'}", f"data.root={root}", "cells=[resnet20]", "methods=[dense,magnitude,snip]",
         "sparsities=[0.99,0.9999]", "seeds=1", "data.prune_per_class=1", "diagnostics.ntk_examples=2",
@@ -375,15 +380,9 @@ def test_cifar10_cpu_is_the_cifar10_protocol_scaled_to_eight_epochs_on_the_jpegs
 
 
 def test_cifar10_cpu_runs_on_a_cifar10_jpeg_folder_with_the_cpu_engine(tmp_path):
-    from data_formats import solid, write_image
-
     from pai_bench.data.folders import CIFAR10_CLASSES
 
-    root = tmp_path / "jpeg"
-    for split, count in (("train", 2), ("test", 1)):
-        for label, name in enumerate(CIFAR10_CLASSES):
-            for index in range(count):
-                write_image(root / split / name / f"{index}.jpg", solid((25 * label, 100, 7 * index), size=32))
+    root = write_jpeg_folder(tmp_path / "jpeg", CIFAR10_CLASSES)
     overrides = [
         "executor=local", f"out={tmp_path / 'run'}", f"data.root={root}", "methods=[dense,snip,scratch-e]", "sparsities=[0.99]",
         "data.prune_per_class=1", "train.epochs=1", "train.milestones=[]", "train.batch_size=8",
