@@ -143,7 +143,7 @@ def _list(args: argparse.Namespace) -> int:
 
 def _show(args: argparse.Namespace) -> int:
     from pai_bench.config import to_yaml
-    from pai_bench.runner.grid import expand_grid
+    from pai_bench.grid import expand_grid
     from pai_bench.trajectory import cost_lines
 
     config = _config(args.overrides)

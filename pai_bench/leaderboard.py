@@ -243,7 +243,7 @@ def load_run_records(run_dir: str | Path) -> list[dict[str, Any]]:
     specs = run_grid(run_dir)
     if specs is None:
         return records
-    from pai_bench.runner.report_scope import report_records
+    from pai_bench.report_scope import report_records
 
     selected = report_records(specs, store)
     if all(record["status"] == "missing" for record in selected):
@@ -254,7 +254,7 @@ def load_run_records(run_dir: str | Path) -> list[dict[str, Any]]:
 
 def run_grid(run_dir: str | Path) -> list[TrialSpec] | None:
     """The trial specs of the run in `run_dir`, from its `config.yaml` (`run_config`)."""
-    from pai_bench.runner.grid import expand_grid
+    from pai_bench.grid import expand_grid
 
     config = run_config(run_dir)
     return expand_grid(config) if config is not None else None
@@ -284,7 +284,7 @@ def run_notes(run_dir: str | Path) -> list[str]:
 
 
 def cut_notes(config: SuiteConfig) -> list[str]:
-    from pai_bench.runner.grid import describe_cuts
+    from pai_bench.grid import describe_cuts
 
     return [f"Cut to fit: {line}." for line in describe_cuts(config.cuts)]
 

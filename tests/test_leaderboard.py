@@ -14,7 +14,7 @@ from pai_bench.config import load_config, to_yaml
 from pai_bench.errors import UserError
 from pai_bench import stats
 from pai_bench.leaderboard import _groups, empty_layers, layer_density_panels, layer_plot_path, load_run_records, write_leaderboard
-from pai_bench.runner.grid import expand_grid
+from pai_bench.grid import expand_grid
 from pai_bench.store import ResultStore
 from pai_bench.trial import load_trial_data, run_trial
 
