@@ -8,7 +8,7 @@ from dataclasses import replace
 import pytest
 
 from pai_bench.config import load_config
-from pai_bench.leaderboard import cut_notes
+from pai_bench.pages import cut_notes
 from pai_bench.grid import describe_cuts, expand_grid
 from tests.conftest import assert_config_error
 

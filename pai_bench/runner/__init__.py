@@ -14,7 +14,7 @@ from pai_bench.atomic import remove_partial_writes
 from pai_bench.config import SuiteConfig, out_dir
 from pai_bench.errors import UserError
 from pai_bench.grid import expand_grid
-from pai_bench.leaderboard import cut_notes, write_leaderboard
+from pai_bench.pages import cut_notes, write_leaderboard
 from pai_bench.report import results_frame, summary_markdown
 from pai_bench.report_scope import report_records, widen_scope
 from pai_bench.runner.local import checkpoint_folder, run_local

@@ -13,12 +13,15 @@ import pytest
 from pai_bench.config import load_config, to_yaml
 from pai_bench.errors import UserError
 from pai_bench import stats
-from pai_bench.leaderboard import _groups, empty_layers, layer_density_panels, layer_plot_path, load_run_records, write_leaderboard
+from pai_bench.pages import load_run_records, write_leaderboard
+from pai_bench.pages.figures import empty_layers
+from pai_bench.pages.plots import layer_density_panels, layer_plot_path
+from pai_bench.pages.tables import _groups
 from pai_bench.grid import expand_grid
 from pai_bench.store import ResultStore
 from pai_bench.trial import load_trial_data, run_trial
 
-DATA = Path(__file__).parent / "data" / "leaderboard"
+DATA = Path(__file__).parents[1] / "data" / "leaderboard"
 #: Set to rewrite the golden file after an intended change of the leaderboard's layout.
 UPDATE = os.environ.get("PAI_BENCH_UPDATE_GOLDEN") == "1"
 
@@ -137,7 +140,7 @@ def test_a_warning_naming_a_finding_links_it(tmp_path):
     text = write(records, tmp_path / "f.md")[0].read_text()
     link = "[docs/findings/px-batchnorm.md](../docs/findings/px-batchnorm.md)"
     assert f"its scores are rounding noise; see {link}" in text
-    assert (Path(__file__).parents[1] / "leaderboard" / "../docs/findings/px-batchnorm.md").resolve().is_file()
+    assert (Path(__file__).parents[2] / "leaderboard" / "../docs/findings/px-batchnorm.md").resolve().is_file()
 
 
 def test_layer_collapse_counts_empty_layers_and_layers_with_no_output_unit():
