@@ -29,10 +29,10 @@ import pandas as pd
 import torch
 
 from pai_bench.config import load_config
-from pai_bench.leaderboard import load_run_records
+from pai_bench.pages import load_run_records
 from pai_bench.publish import run_folder
 from pai_bench.plugins import resolve_options
-from pai_bench.runner.grid import expand_grid
+from pai_bench.grid import expand_grid
 from pai_bench.trial import load_trial_data, run_trial
 
 

@@ -6,11 +6,11 @@
 first public release (commit 82ce2bf, April 2024) is extracted from its history (or pass a
 checkout of that commit with `--authors-2024`). Both run on pai-bench's ResNet-20 and
 VGG-16-BN (seed 0, weights loaded name by name) and one Gaussian pruning batch, 10 examples per
-class, under their own prune loop (`compare_authors.run_authors`), float32, on the CPU:
+class, under their own prune loop (`authors_code.run_authors`), float32, on the CPU:
 
 1. precision: each code's PX scores on the dense network in float32 and in float64 (their
    whole computation in that dtype): the relative gap Σ|s32 - s64| / Σ|s64|, and for the
-   latest code the ratio of the norms of its gradient ∂R/∂θ² (`compare_authors.px_noise`);
+   latest code the ratio of the norms of its gradient ∂R/∂θ² (`authors_code.px_noise`);
 2. determinism of the one-shot mask: the mask with 2 threads and the examples in order
    against 1 thread, the examples reversed and the examples permuted (Jaccard index of the kept
    sets, empty layers), beside two scales: the Jaccard of two random masks of the same density,
@@ -36,7 +36,7 @@ from typing import Any
 import torch
 from torch import nn
 
-import compare_authors as ca
+import authors_code as ca
 import pai_bench
 
 ONE_SHOT_SPARSITIES = (0.9, 0.99)

@@ -11,7 +11,7 @@ from typing import Any
 import torch
 
 from pai_bench.config import load_config
-from pai_bench.leaderboard import load_run_records
+from pai_bench.pages import load_run_records
 from pai_bench.runner import run_suite
 
 

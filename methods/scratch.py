@@ -32,11 +32,10 @@ from torch import nn
 
 from pai_bench.errors import UserError
 from pai_bench.flops import count_macs
-from pai_bench.masks import prunable_parameters
+from pai_bench.masks import kept_count, prunable_parameters
 from pai_bench.method import ArchitectureMethod
 from pai_bench.models import accepts_widths, build_model, list_width_models
 from pai_bench.plugins import register_method
-from pai_bench.pruning import kept_count
 
 #: The parameter count must come within this fraction of the target.
 TOLERANCE = 0.01

@@ -143,7 +143,7 @@ def _list(args: argparse.Namespace) -> int:
 
 def _show(args: argparse.Namespace) -> int:
     from pai_bench.config import to_yaml
-    from pai_bench.runner.grid import expand_grid
+    from pai_bench.grid import expand_grid
     from pai_bench.trajectory import cost_lines
 
     config = _config(args.overrides)
@@ -155,7 +155,7 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _results(args: argparse.Namespace) -> int:
-    from pai_bench.leaderboard import run_grid
+    from pai_bench.pages import run_grid
     from pai_bench.report import FORMATS, format_results, results_frame
     from pai_bench.store import ResultStore
     from pai_bench.variants import label_rows
@@ -172,7 +172,7 @@ def _results(args: argparse.Namespace) -> int:
 
 
 def _leaderboard(args: argparse.Namespace) -> int:
-    from pai_bench.leaderboard import load_run_records, run_notes, write_leaderboard
+    from pai_bench.pages import load_run_records, run_notes, write_leaderboard
     from pai_bench.publish import default_page, pack_records, run_folder
     from pai_bench.stats import PAIRED_TESTS
 

@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pai_bench.config import TrainConfig
+from pai_bench.schema import TrainConfig
 from pai_bench.data import BatchLoader
 
 

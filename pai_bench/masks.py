@@ -154,3 +154,9 @@ def export_masks(model: nn.Module, masks: Mapping[str, torch.Tensor]) -> nn.Modu
         module = modules[module_name]
         torch_prune.custom_from_mask(module, attribute, mask.to(getattr(module, attribute).device))
     return model
+
+
+def kept_count(total: int, sparsity: float) -> int:
+    """round((1 - s) * N): the exact number of weights every method keeps (the driver's
+    `pai_bench.pruning`, and a method that sizes a small model to it, `methods/scratch.py`)."""
+    return int(round((1.0 - sparsity) * total))

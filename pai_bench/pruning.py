@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from pai_bench.errors import UserError
-from pai_bench.masks import LayerStat, Masks, apply_masks, architecture_stats, full_masks, layer_stats, prunable_parameters
+from pai_bench.masks import LayerStat, Masks, apply_masks, architecture_stats, full_masks, kept_count, layer_stats, prunable_parameters
 from pai_bench.method import ArchitectureMethod, Batch, Method, ScoreMethod, TrajectoryMethod
 from pai_bench.order import kth_largest
 from pai_bench.plugins import create_method
@@ -104,11 +104,6 @@ def check_sparsity(sparsity: float) -> float:
     if not isinstance(sparsity, (int, float)) or not 0.0 <= float(sparsity) < 1.0:
         raise UserError(f"sparsity {sparsity!r} is outside [0, 1): it is the fraction of weights removed")
     return float(sparsity)
-
-
-def kept_count(total: int, sparsity: float) -> int:
-    """round((1 - s) * N): the exact number of weights every method keeps."""
-    return int(round((1.0 - sparsity) * total))
 
 
 def check_kept(total: int, sparsity: float, model: str = "the model") -> None:

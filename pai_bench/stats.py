@@ -13,6 +13,12 @@ that do not vary): those comparisons are "not testable", never p = 0 or p = 1.
 
 Failed, diverged and unfinished trials carry no accuracy: they are left out of every figure
 and counted per row (`Row.unfinished`), so a table can show them.
+
+Over 500 lines on purpose: it is one job, records in and verdicts out, and its parts (the tests
+within a cell, the ranking across cells, what n seeds can detect) share the verdicts, alpha and
+the choice of test; split, each part would import the others' constants back. It sits above the
+method registry (`is_reference` asks a plugin whether it keeps every weight), so it is in the
+suite's layer, not the bottom (docs/architecture.md).
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pai_bench.config import DataConfig, TrainConfig
+from pai_bench.schema import DataConfig, TrainConfig
 from pai_bench.data import BatchLoader, Dataset, ImageSet
 from pai_bench.data.augment import RRC_RATIO, RRC_SCALE
 from pai_bench.engine import EngineSettings, FastTrainer

@@ -11,10 +11,12 @@ the leaderboard treat the method as any other. Nine separate trials would train 
 the paper's grid (level L trains L + 1 times); one trajectory trains 19.
 
 Like OpenLTH's lottery runner, the trajectory is its own module with its own resume points,
-the executors run it as one unit (one Tune trial, one step of the local executor), and the
-single-trial code knows nothing of it. It checkpoints through the same `CheckpointHook` as a
-trial: at the start of every level (its masks) and inside a level's training every `every`
-epochs and at its last epoch, each checkpoint carrying the records made so far. Killed
+the executors run it as one unit (one Tune trial, one step of the local executor, grouped by
+`pai_bench.units`), and the single-trial code knows nothing of it; what the two share (set-up,
+seeded training, checkpoint checks, record fields, failure handling) is `pai_bench.work`.
+It checkpoints through the same `CheckpointHook` as a trial: at the start of every level (its
+masks) and inside a level's training every `every` epochs and at its last epoch, each
+checkpoint carrying the records made so far. Killed
 anywhere, a rerun goes on from the latest checkpoint: no level is lost, none trained twice,
 and a record whose level ended before the kill is handed out again as it was.
 """
@@ -22,28 +24,61 @@ and a record whose level ended before the kill is handed out again as it was.
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
-from datetime import datetime, timezone
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
 from torch import nn
 
 from pai_bench.data import Dataset
-from pai_bench.data.splits import stratified_subset
 from pai_bench.errors import UserError
 from pai_bench.flops import trial_figures
 from pai_bench.masks import Masks, apply_masks, full_masks, layer_stats, prunable_parameters
-from pai_bench.method import TrajectoryMethod
-from pai_bench.models import build_model
-from pai_bench.plugins import create_method, method_class
 from pai_bench.pruning import TIE_BREAK_SEED_OFFSET, kept_count, select
-from pai_bench.training import Diverged, EpochCallback, TrainResult, eval_loader, resolve_device, train, train_loader
-from pai_bench.trial import CheckpointHook, TrialSpec, base_record, failure_fields, input_shape, load_trial_data, mask_summary, training_outcome
+from pai_bench.spec import TrialSpec, base_record, now
+from pai_bench.training import EpochCallback, TrainResult, resolve_device
+from pai_bench.units import (
+    Trajectory,
+    cost_lines,
+    is_trajectory_method,
+    level_paths,
+    member_specs,
+    needs_reached_masks,
+    reached_masks_key,
+    trajectory_epochs,
+    trajectory_method,
+    work_units,
+)
+from pai_bench.work import (
+    CheckpointHook,
+    attempt,
+    build_network,
+    input_shape,
+    mask_summary,
+    seeded_train,
+    training_outcome,
+    training_set,
+    usable_checkpoint,
+)
+
+#: Importable from here as before a grid's units had a module of their own (`pai_bench.units`).
+__all__ = [
+    "CHECKPOINT_FORMAT",
+    "RecordCallback",
+    "Trajectory",
+    "classifier_names",
+    "cost_lines",
+    "is_trajectory_method",
+    "level_paths",
+    "member_specs",
+    "needs_reached_masks",
+    "reached_masks_key",
+    "run_trajectory",
+    "trajectory_epochs",
+    "work_units",
+]
 
 #: Bumped when a trajectory checkpoint's content changes; older ones are then ignored.
 CHECKPOINT_FORMAT = 1
@@ -51,116 +86,6 @@ CHECKPOINT_FORMAT = 1
 #: Hears each record of a trajectory once per run, as it is reached (or, for the members it
 #: could not reach, at the end), with the masks of a done record.
 RecordCallback = Callable[[dict[str, Any], Masks | None], None]
-
-
-def is_trajectory_method(method: str) -> bool:
-    return issubclass(method_class(method), TrajectoryMethod)
-
-
-def level_paths(method: str, options: Mapping[str, Any], sparsities: Iterable[float]) -> dict[float, list[float]]:
-    """For each sparsity, the densities of the levels the method's mask goes through."""
-    instance = create_method(method, options)
-    if not isinstance(instance, TrajectoryMethod):
-        raise TypeError(f"{method} is not a trajectory method")
-    return instance.plan([float(s) for s in sparsities])
-
-
-@dataclass(frozen=True)
-class Trajectory:
-    """The plain trials of one trajectory method, seed and cell, by increasing sparsity: what
-    one trajectory yields. Its key hashes its members' keys: the same grid finds the same
-    checkpoint, a changed one starts afresh."""
-
-    members: tuple[TrialSpec, ...]
-
-    @property
-    def key(self) -> str:
-        return hashlib.sha256(",".join(spec.key for spec in self.members).encode()).hexdigest()[:16]
-
-    @property
-    def base(self) -> TrialSpec:
-        return self.members[0]
-
-    @property
-    def label(self) -> str:
-        cell = f", {self.base.cell}" if self.base.cell else ""
-        sparsities = ", ".join(f"{spec.sparsity:g}" for spec in self.members)
-        return f"{self.base.method} trajectory (s={sparsities}), seed={self.base.seed}{cell}"
-
-    @property
-    def epochs(self) -> int:
-        """The training epochs the whole trajectory costs: level 0 whole, each later level
-        from the rewind point to the end."""
-        return trajectory_epochs(self.base, len(self.members[-1].levels or []))
-
-
-def trajectory_epochs(spec: TrialSpec, levels: int) -> int:
-    """Epochs trained by a trajectory of `levels` levels after level 0 (level 0 included)."""
-    rewind = _method(spec).rewind_epoch()
-    return spec.train.epochs + levels * (spec.train.epochs - rewind)
-
-
-def cost_lines(specs: Sequence[TrialSpec]) -> list[str]:
-    """What each trajectory method of a grid will train, for `pai-bench show` to say before a
-    run: a trajectory costs its levels' epochs, where a trial of any other method costs one
-    protocol."""
-    trajectories: dict[str, list[Trajectory]] = {}
-    for unit in work_units(specs):
-        if isinstance(unit, Trajectory):
-            trajectories.setdefault(unit.base.method, []).append(unit)
-    lines = []
-    for method, units in trajectories.items():
-        longest = max(units, key=lambda unit: unit.epochs)
-        levels = len(longest.members[-1].levels or []) + 1
-        lines.append(
-            f"# {method}: one trajectory per seed and cell: {levels} trained levels (to {100 * longest.members[-1].sparsity:g} % "
-            f"sparsity), {longest.epochs} epochs of training each (a trial of another method trains {longest.base.train.epochs}); "
-            f"{len(units)} {'trajectory' if len(units) == 1 else 'trajectories'}, {sum(unit.epochs for unit in units)} epochs in all"
-        )
-    return lines
-
-
-def work_units(specs: Sequence[TrialSpec]) -> list[TrialSpec | Trajectory]:
-    """`specs` as units of work: each trial alone, the plain trials of a trajectory method
-    grouped into their trajectory (placed where its first member was)."""
-    groups: dict[str, list[TrialSpec]] = {}
-    for spec in specs:
-        if _in_trajectory(spec):
-            groups.setdefault(_trajectory_group(spec), []).append(spec)
-    units: list[TrialSpec | Trajectory] = []
-    placed: set[str] = set()
-    for spec in specs:
-        if not _in_trajectory(spec):
-            units.append(spec)
-        elif (group := _trajectory_group(spec)) not in placed:
-            placed.add(group)
-            units.append(Trajectory(tuple(sorted(groups[group], key=lambda member: member.sparsity))))
-    return units
-
-
-def _in_trajectory(spec: TrialSpec) -> bool:
-    return spec.ablation is None and is_trajectory_method(spec.method)
-
-
-def _trajectory_group(spec: TrialSpec) -> str:
-    """What a trajectory's members share: everything but the sparsity and its levels."""
-    return replace(spec, sparsity=0.0, levels=None).key
-
-
-def member_specs(unit: TrialSpec | Trajectory) -> tuple[TrialSpec, ...]:
-    return unit.members if isinstance(unit, Trajectory) else (unit,)
-
-
-def needs_reached_masks(unit: TrialSpec | Trajectory) -> bool:
-    """Whether `unit` is an ablated trial of a trajectory method: it starts from the masks the
-    trajectory reached (`reached_masks_key`), so it runs after the trajectories."""
-    return isinstance(unit, TrialSpec) and unit.ablation is not None and is_trajectory_method(unit.method)
-
-
-def reached_masks_key(spec: TrialSpec) -> str:
-    """The key the masks an ablated trial of a trajectory method starts from are kept under:
-    that of the trajectory's record at its sparsity."""
-    return replace(spec, ablation=None).key
 
 
 def run_trajectory(
@@ -185,14 +110,9 @@ def run_trajectory(
             on_record(record, masks)
 
     started = time.perf_counter()
-    outcome: dict[str, Any] = {}
-    try:
-        dataset = dataset or load_trial_data(trajectory.base)
-        _Run(trajectory, dataset, checkpoint, handed, on_epoch).run()
-    except Exception as error:  # recorded, not raised: one broken trajectory must not stop a suite
-        outcome = failure_fields(error)
-        if isinstance(error, Diverged):
-            outcome["error"] = f"the trajectory diverged: {error}"
+    outcome = attempt(trajectory.base, dataset, lambda data: _Run(trajectory, data, checkpoint, handed, on_epoch).run())
+    if outcome.get("status") == "diverged":
+        outcome["error"] = f"the trajectory diverged: {outcome['error']}"
     for spec in trajectory.members:
         if spec.key not in records:
             record = base_record(spec, outcome.get("status", "failed"))
@@ -220,7 +140,7 @@ class _Run:
         self.checkpoint = checkpoint
         self.on_record = on_record
         self.on_epoch = on_epoch
-        self.method = _method(spec)
+        self.method = trajectory_method(spec)
         self.plan = list(trajectory.members[-1].levels or [])
         self.at_level = {len(member.levels or []): member for member in trajectory.members}
         self.rewind_epoch = self.method.rewind_epoch()
@@ -230,8 +150,7 @@ class _Run:
                 f"(train.epochs={spec.train.epochs}); use init or fewer epochs"
             )
         self.device = resolve_device(spec.train.device)
-        options = {"weights": spec.model.weights} if spec.model.weights else {}
-        self.dense = build_model(spec.model.name, num_classes=dataset.num_classes, seed=spec.seed, **options).to(self.device)
+        self.dense = build_network(spec, dataset.num_classes, self.device)
         self.model = copy.deepcopy(self.dense)
         exclude = list(spec.prune.exclude)
         if not self.method.prunes_classifier():
@@ -240,9 +159,7 @@ class _Run:
         if not self.params:
             raise UserError(f"model {spec.model.name} has no prunable (conv or linear) weights")
         self.total = sum(p.numel() for p in self.params.values())
-        self.train_set = dataset.train
-        if spec.data.subset is not None:
-            self.train_set = self.train_set.subset(stratified_subset(self.train_set.labels, spec.data.subset, spec.seed))
+        self.train_set = training_set(dataset, spec)
         self.shape = input_shape(dataset, spec.data)
         self.started = time.perf_counter()
         # What a checkpoint holds (plus, inside a level's training, that training's state).
@@ -255,7 +172,7 @@ class _Run:
         self.prune_s = 0.0  # the current level's pruning time
         self.elapsed_before = 0.0
         self.resumed: dict[str, int] | None = None
-        self.level_started = _now()
+        self.level_started = now()
 
     def run(self) -> None:
         training = self._resume()
@@ -299,20 +216,20 @@ class _Run:
                 self._save(state)
 
         began = time.perf_counter()
-        self.level_started = _now()
-        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
-            torch.manual_seed(spec.seed)
-            trained = train(
-                self.model,
-                masks,
-                train_loader(self.train_set, self.dataset, spec.data, spec.train, spec.seed, self.device),
-                eval_loader(self.dataset.test, self.dataset, spec.data, spec.train, self.device),
-                spec.train,
-                on_epoch=self.on_epoch,
-                save_every=1,
-                on_save=saved,
-                resume=resume,
-            )
+        self.level_started = now()
+        trained = seeded_train(
+            self.model,
+            masks,
+            self.train_set,
+            self.dataset,
+            spec,
+            self.device,
+            spec.train,
+            on_epoch=self.on_epoch,
+            save_every=1,
+            on_save=saved,
+            resume=resume,
+        )
         return trained, time.perf_counter() - began
 
     def _prune_next(self) -> None:
@@ -361,7 +278,7 @@ class _Run:
             "train_s": train_s,
             "trajectory_s": self.elapsed_before + time.perf_counter() - self.started,
         }
-        record["finished_at"] = _now()
+        record["finished_at"] = now()
         self.records.append(record)
         self.level_masks[record["key"]] = dict(self.masks)
         self.on_record(record, dict(self.masks))
@@ -392,11 +309,8 @@ class _Run:
 
     def _resume(self) -> dict[str, Any] | None:
         """Take up the latest checkpoint, if it is this trajectory's; its training state, if any."""
-        saved = self.checkpoint.load() if self.checkpoint is not None else None
+        saved = usable_checkpoint(self.checkpoint, self.trajectory.key, CHECKPOINT_FORMAT, "trajectory")
         if saved is None:
-            return None
-        if saved.get("format") != CHECKPOINT_FORMAT or saved.get("key") != self.trajectory.key:
-            print(f"warning: ignoring a checkpoint of another trajectory or format; trajectory {self.trajectory.key} starts over")
             return None
         self.level = int(saved["level"])
         self.masks = dict(saved["masks"])
@@ -417,13 +331,6 @@ def classifier_names(model: nn.Module) -> list[str]:
     return [f"{linear[-1]}.weight"] if linear else []
 
 
-def _method(spec: TrialSpec) -> TrajectoryMethod:
-    method = create_method(spec.method, spec.options)
-    if not isinstance(method, TrajectoryMethod):
-        raise TypeError(f"{spec.method} is not a trajectory method")
-    return method
-
-
 def _rewind_point(state: Mapping[str, Any]) -> dict[str, Any]:
     """The training state to start later levels from: the weights, schedule and RNG after the
     rewind epoch, a fresh momentum (OpenLTH's fresh optimizer), no epochs of its own."""
@@ -437,10 +344,6 @@ def _rewind_point(state: Mapping[str, Any]) -> dict[str, Any]:
         "rng": state["rng"].clone(),
         "cuda_rng": state["cuda_rng"].clone() if state.get("cuda_rng") is not None else None,
     }
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 def _masked(weights: Mapping[str, torch.Tensor], masks: Masks) -> dict[str, torch.Tensor]:

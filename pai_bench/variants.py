@@ -23,8 +23,8 @@ from pai_bench.errors import UserError, unknown_choice
 from pai_bench.plugins import list_methods, resolve_options
 
 if TYPE_CHECKING:
-    from pai_bench.config import SuiteConfig
-    from pai_bench.trial import TrialSpec
+    from pai_bench.schema import SuiteConfig
+    from pai_bench.spec import TrialSpec
 
 #: A row name is typed on command lines (`px-uniform.rounds=5`, `methods=[a,b]`): no dots,
 #: brackets, commas, `=` or spaces.
@@ -151,7 +151,7 @@ def shown_value(value: object) -> str:
 def _config_fields() -> set[str]:
     from dataclasses import fields
 
-    from pai_bench.config import SuiteConfig  # here: config imports this module
+    from pai_bench.schema import SuiteConfig
 
     return {field.name for field in fields(SuiteConfig)}
 

@@ -20,7 +20,7 @@ from pai_bench.method import TrajectoryMethod
 from pai_bench.plugins import list_methods, method_class
 from pai_bench.trajectory import Trajectory, work_units
 from pai_bench.runner import run_suite
-from pai_bench.runner.grid import expand_grid, suite_cells
+from pai_bench.grid import expand_grid, suite_cells
 from pai_bench.store import ResultStore
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "data"))

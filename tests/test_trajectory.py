@@ -8,13 +8,13 @@ import dataclasses
 import pytest
 import torch
 
-from pai_bench import trajectory as trajectory_module
+from pai_bench import work as work_module  # where a unit of work calls `train`
 from pai_bench.config import load_config
 from pai_bench.masks import prunable_parameters
 from pai_bench.models import build_model
 from pai_bench.pruning import kept_count
 from pai_bench.runner.checkpoints import FileCheckpoint
-from pai_bench.runner.grid import expand_grid
+from pai_bench.grid import expand_grid
 from pai_bench.training import ReferenceTrainer
 from pai_bench.trajectory import Trajectory, classifier_names, run_trajectory, work_units
 from pai_bench.trial import load_trial_data
@@ -45,7 +45,7 @@ class Levels:
         self.starts: list[dict] = []
         self.level0_epochs: list[dict] = []
         self._trainers: list = []
-        real_train, real_epoch = trajectory_module.train, ReferenceTrainer.train_epoch
+        real_train, real_epoch = work_module.train, ReferenceTrainer.train_epoch
 
         def train(model, masks, *args, **kwargs):
             self.masks.append({name: mask.clone().cpu() for name, mask in masks.items()})
@@ -60,7 +60,7 @@ class Levels:
                 self.level0_epochs.append(weights)
             return real_epoch(trainer, batches)
 
-        monkeypatch.setattr(trajectory_module, "train", train)
+        monkeypatch.setattr(work_module, "train", train)
         monkeypatch.setattr(ReferenceTrainer, "train_epoch", train_epoch)
 
 

@@ -10,7 +10,7 @@ from pai_bench.ablations import reinit_seed
 from pai_bench.config import DataConfig, DiagnosticsConfig, PruneConfig, load_config
 from pai_bench.data import Dataset, ImageSet
 from pai_bench.models import build_model
-from pai_bench.runner.grid import expand_grid
+from pai_bench.grid import expand_grid
 from pai_bench.trial import TrialSpec, input_shape, load_trial_data, pruning_loader, run_trial
 from pai_bench.version import __version__
 

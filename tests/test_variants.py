@@ -7,7 +7,7 @@ import pytest
 
 from pai_bench.config import load_config
 from pai_bench.errors import UserError
-from pai_bench.runner.grid import expand_grid
+from pai_bench.grid import expand_grid
 from pai_bench.variants import label_rows, method_options, suite_rows
 from tests.conftest import assert_config_error
 

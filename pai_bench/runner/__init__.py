@@ -13,13 +13,13 @@ from pathlib import Path
 from pai_bench.atomic import remove_partial_writes
 from pai_bench.config import SuiteConfig, out_dir
 from pai_bench.errors import UserError
-from pai_bench.leaderboard import cut_notes, write_leaderboard
+from pai_bench.grid import expand_grid
+from pai_bench.pages import cut_notes, write_leaderboard
 from pai_bench.report import results_frame, summary_markdown
-from pai_bench.runner.grid import expand_grid
+from pai_bench.report_scope import report_records, widen_scope
 from pai_bench.runner.local import checkpoint_folder, run_local
 from pai_bench.runner.lock import run_lock
 from pai_bench.runner.preflight import check_kept_counts
-from pai_bench.runner.report_scope import report_records, widen_scope
 from pai_bench.runner.suite_data import SuiteDatasets
 from pai_bench.store import ResultStore
 

@@ -23,9 +23,12 @@ from tqdm import tqdm
 
 from pai_bench.data import Dataset
 from pai_bench.runner.checkpoints import FileCheckpoint, resume_point
+from pai_bench.spec import TrialSpec, base_record
 from pai_bench.store import FINAL_STATUSES, ResultStore
-from pai_bench.trajectory import Trajectory, member_specs, needs_reached_masks, reached_masks_key, run_trajectory, work_units
-from pai_bench.trial import TrialSpec, base_record, data_key, run_trial
+from pai_bench.trajectory import run_trajectory
+from pai_bench.trial import run_trial
+from pai_bench.units import Trajectory, member_specs, needs_reached_masks, reached_masks_key, work_units
+from pai_bench.work import data_key
 
 
 def run_local(

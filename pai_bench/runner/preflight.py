@@ -16,7 +16,8 @@ from pai_bench.method import ScoreMethod, TrajectoryMethod
 from pai_bench.models import build_model
 from pai_bench.plugins import method_class
 from pai_bench.pruning import check_kept
-from pai_bench.trial import TrialSpec, data_key
+from pai_bench.spec import TrialSpec
+from pai_bench.work import data_key
 
 
 def check_kept_counts(specs: Sequence[TrialSpec], num_classes: Mapping[tuple, int]) -> None:

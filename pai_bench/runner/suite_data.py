@@ -12,7 +12,8 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 
 from pai_bench.data import Dataset
-from pai_bench.trial import TrialSpec, data_key, load_trial_data
+from pai_bench.spec import TrialSpec
+from pai_bench.work import data_key, load_trial_data
 
 
 class SuiteDatasets(Mapping[tuple, Dataset]):

@@ -45,14 +45,17 @@ import torch
 from ray import tune
 from tqdm import tqdm
 
-from pai_bench.config import RayConfig, ResourcesConfig
 from pai_bench.data import Dataset
 from pai_bench.errors import UserError
 from pai_bench.runner.checkpoints import STATE_FILE, read_checkpoint, read_state, resume_point
 from pai_bench.runner.shared_data import share, unshare
+from pai_bench.schema import RayConfig, ResourcesConfig
+from pai_bench.spec import TrialSpec, base_record
 from pai_bench.store import ResultStore, masks_from_bytes, masks_to_bytes
-from pai_bench.trajectory import Trajectory, member_specs, needs_reached_masks, reached_masks_key, run_trajectory, work_units
-from pai_bench.trial import TrialSpec, base_record, data_key, run_trial
+from pai_bench.trajectory import run_trajectory
+from pai_bench.trial import run_trial
+from pai_bench.units import Trajectory, member_specs, needs_reached_masks, reached_masks_key, work_units
+from pai_bench.work import data_key
 
 #: The metric of a trial's last report that carries its record (as JSON) to the driver.
 RECORD = "pai_bench_record"

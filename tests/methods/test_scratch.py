@@ -11,7 +11,7 @@ from pai_bench.config import TrainConfig, load_config
 from pai_bench.errors import UserError
 from pai_bench.masks import prunable_parameters
 from pai_bench.plugins import create_method
-from pai_bench.runner.grid import expand_grid
+from pai_bench.grid import expand_grid
 from pai_bench.store import ResultStore
 from pai_bench.training import scale_schedule
 

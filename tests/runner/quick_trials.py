@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pai_bench.config import load_config
-from pai_bench.runner.grid import expand_grid
+from pai_bench.grid import expand_grid
 from pai_bench.trial import TrialSpec
 
 #: Overrides of a one-trial quickstart suite; later overrides win.

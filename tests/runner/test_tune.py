@@ -15,7 +15,7 @@ from ray import tune
 from pai_bench.cli import main
 from pai_bench.config import RayConfig, ResourcesConfig, load_config
 from pai_bench.errors import UserError
-from pai_bench.runner.grid import expand_grid
+from pai_bench.grid import expand_grid
 from pai_bench.runner.tune import _location, _Recorder, _trial_name, plan_resources, run_tune
 from pai_bench.store import ResultStore
 from pai_bench.trial import data_key

@@ -1,14 +1,18 @@
-"""The trial grid of a suite: cell x method x sparsity x seed, and the ablated trials."""
+"""The trial grid of a suite: cell x method x sparsity x seed, and the ablated trials.
+
+Below both the runner (which runs the grid) and the pages (which report a run's grid, cut
+trials and all), so neither needs the other to know what a suite's trials are.
+"""
 
 from __future__ import annotations
 
 import copy
 
 from pai_bench.ablations import applies_to
-from pai_bench.config import CellConfig, CutConfig, SuiteConfig
 from pai_bench.plugins import method_class
-from pai_bench.trajectory import is_trajectory_method, level_paths
-from pai_bench.trial import TrialSpec
+from pai_bench.schema import CellConfig, CutConfig, SuiteConfig
+from pai_bench.spec import TrialSpec
+from pai_bench.units import is_trajectory_method, level_paths
 from pai_bench.variants import suite_rows
 
 
@@ -32,7 +36,7 @@ def expand_grid(config: SuiteConfig) -> list[TrialSpec]:
     adds, after a cell's plain trials of a seed, one trial per sparsity for every row it
     applies to (those that choose masks by scores). A trajectory method's (imp's) trials carry
     the levels their masks go through; its executor runs them as one trajectory per seed and
-    cell (`pai_bench.trajectory`).
+    cell (`pai_bench.units`, `pai_bench.trajectory`).
     """
     cells = suite_cells(config)
     rows = list(suite_rows(config).values())

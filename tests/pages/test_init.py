@@ -3,9 +3,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from pai_bench.init_leaderboard import collapse_point
+from pai_bench.pages.init import collapse_point
 from pai_bench.stats import is_prune_only
-from pai_bench.leaderboard import write_leaderboard
+from pai_bench.pages import write_leaderboard
 from pai_bench.maskbits import encode_masks
 
 LAYERS = ["conv.weight", "fc.weight"]

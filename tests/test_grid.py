@@ -8,8 +8,8 @@ from dataclasses import replace
 import pytest
 
 from pai_bench.config import load_config
-from pai_bench.leaderboard import cut_notes
-from pai_bench.runner.grid import describe_cuts, expand_grid
+from pai_bench.pages import cut_notes
+from pai_bench.grid import describe_cuts, expand_grid
 from tests.conftest import assert_config_error
 
 QUICK = ["methods=[dense,magnitude,snip,scratch-e]", "sparsities=[0.5,0.9]", "seeds=2"]

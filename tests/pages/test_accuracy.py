@@ -1,36 +1,25 @@
 """The leaderboard: a golden Markdown file for a fixed result set, the plot, failures shown,
-small n said honestly, data-driven figure tables, and which records of a run it reads."""
+small n said honestly, data-driven figure tables, variants and ablations as rows."""
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from pathlib import Path
 
 import pytest
 
-from pai_bench.config import load_config, to_yaml
+from pai_bench.config import load_config
 from pai_bench.errors import UserError
 from pai_bench import stats
-from pai_bench.leaderboard import _groups, empty_layers, layer_density_panels, layer_plot_path, load_run_records, write_leaderboard
-from pai_bench.runner.grid import expand_grid
-from pai_bench.store import ResultStore
+from pai_bench.pages.plots import layer_density_panels
+from pai_bench.pages.tables import _groups
+from pai_bench.grid import expand_grid
 from pai_bench.trial import load_trial_data, run_trial
+from page_records import DATA, fixed_records, write
 
-DATA = Path(__file__).parent / "data" / "leaderboard"
 #: Set to rewrite the golden file after an intended change of the leaderboard's layout.
 UPDATE = os.environ.get("PAI_BENCH_UPDATE_GOLDEN") == "1"
-
-
-def fixed_records() -> list[dict]:
-    """ResNet-20 / CIFAR-10 shaped records: dense, SynFlow, SNIP, SNIP with shuffled masks and
-    random at 90 and 99 % over 5 seeds, with one diverged SNIP and one failed random trial."""
-    return json.loads((DATA / "records.json").read_text())
-
-
-def write(records, path, **options):
-    return write_leaderboard(records, path, version="0.1.0", date="2025-01-01", **options)
 
 
 def main_table(text: str) -> dict[str, list[str]]:
@@ -137,28 +126,7 @@ def test_a_warning_naming_a_finding_links_it(tmp_path):
     text = write(records, tmp_path / "f.md")[0].read_text()
     link = "[docs/findings/px-batchnorm.md](../docs/findings/px-batchnorm.md)"
     assert f"its scores are rounding noise; see {link}" in text
-    assert (Path(__file__).parents[1] / "leaderboard" / "../docs/findings/px-batchnorm.md").resolve().is_file()
-
-
-def test_layer_collapse_counts_empty_layers_and_layers_with_no_output_unit():
-    layer = {"name": "conv", "kept": 5, "total": 9, "outputs": 4, "alive_outputs": 4}
-    record = {"masks": {"layers": [layer, {**layer, "kept": 0, "alive_outputs": 0}, {**layer, "alive_outputs": 0}]}}
-    assert empty_layers(record) == 2.0  # an empty layer, and one whose output width fell to 0
-    assert empty_layers({"masks": {"collapsed_layers": 3}}) == 3.0 and empty_layers({}) is None
-
-
-def test_density_plot_leaves_out_ablations_with_their_method_s_layer_densities():
-    records = fixed_records()
-    for r in list(records):  # an inverted random: other per-layer densities than random's
-        if r["method"] == "random" and r.get("masks", {}).get("layers"):
-            records.append({**r, "ablation": "invert", "key": r["key"] + "-inv",
-                            "masks": {"layers": [{**layer, "density": layer["density"] / 2} for layer in r["masks"]["layers"]]}})
-    (group, cells), = _groups(stats.analyse(records)).items()
-    panels = dict(layer_density_panels(cells))
-    assert sorted(panels) == [0.9, 0.99]
-    assert set(panels[0.99]) == {"synflow", "snip", "random", "random (inverted)"}  # not snip (shuffled)
-    assert panels[0.99]["random"]["fc"] == (0.0, True) and panels[0.99]["random (inverted)"]["conv"][1] is False
-    assert layer_plot_path("lb/x.md", group).as_posix() == "lb/x-layers-toy-resnet20-cifar10.png"
+    assert (Path(__file__).parents[2] / "leaderboard" / "../docs/findings/px-batchnorm.md").resolve().is_file()
 
 
 def test_leaderboard_of_ablated_trials_with_ntk(tmp_path):
@@ -199,27 +167,6 @@ def test_bad_input_is_a_user_error(tmp_path):
         write(duplicate, tmp_path / "x.md")
 
 
-def test_a_run_folder_gives_the_records_of_its_config(tmp_path, capsys):
-    config = load_config("quickstart", ["seeds=2", "methods=[dense,random]", "sparsities=[0.5]", f"out={tmp_path}"])
-    (tmp_path / "config.yaml").write_text(to_yaml(config))
-    store = ResultStore(tmp_path)
-    specs = expand_grid(config)
-    for i, spec in enumerate(specs):
-        store.write({"key": spec.key, "status": "done", "suite": "quickstart", "method": spec.method, "sparsity": spec.sparsity,
-                     "seed": spec.seed, "model": "quicknet", "dataset": "quickstart", "test_acc": 40.0 + i})
-    # An earlier protocol's record of the same trial stays out.
-    store.write({"key": "old-protocol", "status": "done", "suite": "quickstart", "method": "random", "sparsity": 0.5,
-                 "seed": 0, "model": "quicknet", "dataset": "quickstart", "test_acc": 10.0})
-    records = load_run_records(tmp_path)
-    assert sorted(r["key"] for r in records) == sorted(spec.key for spec in specs)
-    # Without its config, every record is read, and the clash is named.
-    (tmp_path / "config.yaml").unlink()
-    with pytest.raises(UserError, match="old-protocol"):
-        write(load_run_records(tmp_path), tmp_path / "lb.md")
-    with pytest.raises(UserError, match="no trial records in"):
-        load_run_records(tmp_path / "nothing")
-
-
 # --- variants: rows of their own -------------------------------------------------------------
 
 
@@ -256,19 +203,6 @@ def test_a_variant_is_a_row_tested_paired_by_seed_with_its_ablation(tmp_path):
     (_, cells), = _groups(analysis).items()
     assert "snip-train" in dict(layer_density_panels(cells))[0.99]  # a line of the per-layer plot
     assert png.stat().st_size > 10_000
-
-
-def test_a_run_folder_names_records_by_the_rows_of_its_config(tmp_path):
-    """A renamed variant's records carry the old name; the run's config names them."""
-    common = ["seeds=1", "sparsities=[0.5]", f"out={tmp_path}"]
-    store = ResultStore(tmp_path)
-    for spec in expand_grid(load_config("quickstart", [*common, "methods=[px,pxu]", "variants.pxu={method: px, variant: uniform}"])):
-        store.write({"key": spec.key, "status": "done", "suite": "quickstart", "method": spec.method, "row": spec.row_name,
-                     "sparsity": spec.sparsity, "seed": 0, "model": "quicknet", "dataset": "quickstart", "test_acc": 40.0})
-    renamed = load_config("quickstart", [*common, "methods=[px,px-eval-pk]", "variants.px-eval-pk={method: px, variant: uniform}"])
-    (tmp_path / "config.yaml").write_text(to_yaml(renamed))
-    assert sorted(r["row"] for r in load_run_records(tmp_path)) == ["px", "px-eval-pk"]
-    assert sorted(r["row"] for r in store.records()) == ["px", "pxu"]  # the records themselves are untouched
 
 
 def test_effective_sparsity_gets_a_table_and_a_plot_against_effective_remaining_weights(tmp_path):

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from quick_trials import SMALL
+from tests.runner.quick_trials import SMALL
 
 from pai_bench.config import load_config
-from pai_bench.leaderboard import load_run_records
+from pai_bench.pages import load_run_records
 from pai_bench.runner import run_suite
-from pai_bench.runner.report_scope import PREVIOUS_CONFIG_FILE, union
+from pai_bench.report_scope import PREVIOUS_CONFIG_FILE, union
 from pai_bench.store import ResultStore
 
 

@@ -15,16 +15,16 @@ anything. (So does a run whose new options for a method change an earlier row.)
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Sequence
 from typing import Any
 
 from pai_bench.config import SuiteConfig, load_config, to_yaml
 from pai_bench.errors import UserError
-from pai_bench.runner.grid import expand_grid, suite_cells
+from pai_bench.grid import expand_grid, suite_cells
+from pai_bench.spec import TrialSpec, base_record
 from pai_bench.store import ResultStore
-from pai_bench.trial import TrialSpec, base_record
 from pai_bench.variants import label_rows, resolve_row, suite_rows
 
 CONFIG_FILE = "config.yaml"

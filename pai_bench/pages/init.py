@@ -1,4 +1,4 @@
-"""The leaderboard of a prune-only suite (`train.epochs=0`): the masks at initialisation.
+"""The init page: the leaderboard of a prune-only suite (`train.epochs=0`): the masks at initialisation.
 
 No accuracy: what separates the methods before training. Per table (suite, model, dataset):
 effective sparsity (kept weights on no input-output path count as removed), layers left with
@@ -25,15 +25,19 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pai_bench import leaderboard as lb
 from pai_bench import stats
 from pai_bench.machine import machines_line
 from pai_bench.maskbits import decode_masks, flat_mask, jaccard_flat
+from pai_bench.pages.figures import Figure, effective_sparsity_percent, figure_sections
+from pai_bench.pages.footer import _protocol, _versions
+from pai_bench.pages.plots import finish_panel, layer_plot_path, plot_layer_densities, save_panels
+from pai_bench.pages.tables import _columns, _groups, _markdown_table, _number, _ranges, _references, sparsity_label
 from pai_bench.stats import Cell, Group, RowKey
 
 #: The similarity tables show at most this many sparsities (spread over those with masks), so a
 #: suite that keeps every mask still gives a page one can read.
 MAX_SIMILARITY_SPARSITIES = 4
+
 
 ROUNDING_TITLES = {
     "rounding_jaccard_dtype": "Jaccard with the mask from scores in the other precision",
@@ -47,7 +51,7 @@ def _done(records: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
 
 def _effective_share(record: Mapping[str, Any]) -> float | None:
     masks = record.get("masks") or {}
-    kept, effective = lb._number(masks.get("kept")), lb._number(masks.get("effective_kept"))
+    kept, effective = _number(masks.get("kept")), _number(masks.get("effective_kept"))
     return None if not kept or effective is None else 100.0 * effective / kept
 
 
@@ -60,17 +64,17 @@ def effective_collapsed(record: Mapping[str, Any]) -> float | None:
 
 
 def _prune_seconds(record: Mapping[str, Any]) -> float | None:
-    return lb._number((record.get("timings") or {}).get("prune_s"))
+    return _number((record.get("timings") or {}).get("prune_s"))
 
 
-INIT_FIGURES: list[lb.Figure] = [
-    lb.Figure(
+INIT_FIGURES: list[Figure] = [
+    Figure(
         "effective sparsity (%): the share of weights removed or on no path from input to output, mean over seeds",
-        lb.effective_sparsity_percent,
+        effective_sparsity_percent,
         fmt="{:.6g}",
     ),
-    lb.Figure("kept weights that are effective (%), mean over seeds", _effective_share, fmt="{:.4g}"),
-    lb.Figure(
+    Figure("kept weights that are effective (%), mean over seeds", _effective_share, fmt="{:.4g}"),
+    Figure(
         "layers collapsed: layers with no effective weight (cut off from the input or the output), max over seeds",
         effective_collapsed,
         aggregate="max",
@@ -78,11 +82,8 @@ INIT_FIGURES: list[lb.Figure] = [
         only_if_nonzero=True,
         absent="No trial leaves a layer without an effective weight.",
     ),
-    lb.Figure("pruning seconds (the method's scoring and selection, all rounds), mean over seeds", _prune_seconds, fmt="{:.3g}"),
+    Figure("pruning seconds (the method's scoring and selection, all rounds), mean over seeds", _prune_seconds, fmt="{:.3g}"),
 ]
-
-
-# --- the collapse point ---------------------------------------------------------------------
 
 
 def collapse_point(records: Sequence[Mapping[str, Any]]) -> float | None:
@@ -107,17 +108,14 @@ def collapse_point_table(groups: Mapping[Group, Sequence[Cell]]) -> str | None:
             if not any(effective_collapsed(r) is not None for r in _done(records)):
                 continue
             point = collapse_point(records)
-            shown = lb.sparsity_label(point) if point is not None else "none"
+            shown = sparsity_label(point) if point is not None else "none"
             ran = sorted({float(r["sparsity"]) for r in _done(records)})
             if set(ran) < every:  # a row cut to fewer sparsities: its point is among those only
-                shown += f" (of {', '.join(lb.sparsity_label(s) for s in ran)})"
+                shown += f" (of {', '.join(sparsity_label(s) for s in ran)})"
             table.setdefault(key.label, {})[_short(group)] = shown
     if not table:
         return None
-    return lb._markdown_table(dict(sorted(table.items())), "method")
-
-
-# --- mask similarity ------------------------------------------------------------------------
+    return _markdown_table(dict(sorted(table.items())), "method")
 
 
 def similarity(cells: Sequence[Cell]) -> dict[float, pd.DataFrame]:
@@ -179,27 +177,24 @@ def plot_similarity(panels: Sequence[tuple[str, pd.DataFrame]], path: str | Path
     return path
 
 
-# --- the page -------------------------------------------------------------------------------
-
-
 def write_init_leaderboard(
     records: Sequence[Mapping[str, Any]], out_md: str | Path, *, title: str | None, version: str, date: str, notes: Sequence[str] = ()
 ) -> tuple[Path, Path]:
     """Write the prune-only page of `records` to `out_md` and its plots beside it; `notes` are
     lines for its footer."""
     analysis = stats.analyse(records)
-    groups = lb._groups(analysis)
+    groups = _groups(analysis)
     out_md = Path(out_md)
     out_md.parent.mkdir(parents=True, exist_ok=True)
     png = out_md.with_suffix(".png")
     plot_effective(groups, png)
     layer_plots = {}
     for group, cells in groups.items():
-        path = lb.layer_plot_path(out_md, group)
-        if lb.plot_layer_densities(group, cells, path) is not None:
+        path = layer_plot_path(out_md, group)
+        if plot_layer_densities(group, cells, path) is not None:
             layer_plots[group] = path.name
-    similarities = {group: similarity(lb._columns(cells)) for group, cells in groups.items()}
-    panels = [(f"{_short(g)}, {lb.sparsity_label(s)}", f) for g, frames in similarities.items() for s, f in frames.items()]
+    similarities = {group: similarity(_columns(cells)) for group, cells in groups.items()}
+    panels = [(f"{_short(g)}, {sparsity_label(s)}", f) for g, frames in similarities.items() for s, f in frames.items()]
     heatmap = plot_similarity(panels, out_md.with_name(f"{out_md.stem}-similarity.png"))
     suites = sorted({g.suite for g in groups})
     lines = [f"# {title or 'Masks at initialisation: ' + ', '.join(suites)}", ""]
@@ -238,7 +233,7 @@ def write_init_leaderboard(
             for sparsity, frame in frames.items():
                 shown = frame.map(lambda v: "" if not np.isfinite(v) else f"{v:.3f}")
                 shown.index.name = "method"
-                lines += [f"{_short(group)}, {lb.sparsity_label(sparsity)}:", "", shown.to_markdown(disable_numparse=True), ""]
+                lines += [f"{_short(group)}, {sparsity_label(sparsity)}:", "", shown.to_markdown(disable_numparse=True), ""]
     for group, cells in groups.items():
         lines += _group_section(group, cells, records, layer_plots.get(group))
     lines += ["---", ""]
@@ -248,21 +243,21 @@ def write_init_leaderboard(
         prefix = f"**{group.label}**: " if len(groups) > 1 else ""
         not_done = {s: n for s, n in sorted(Counter(str(r.get("status")) for r in group_records).items()) if s != "done"}
         failures = f" Not done: {', '.join(f'{n} {s}' for s, n in not_done.items())} of {len(group_records)} trials." if not_done else ""
-        lines += [f"- {prefix}Seeds {lb._ranges(seeds)}.{failures} Protocol: {lb._protocol(group_records)}"]
+        lines += [f"- {prefix}Seeds {_ranges(seeds)}.{failures} Protocol: {_protocol(group_records)}"]
     lines += [f"- {note}" for note in notes]
-    lines += [f"- {machines_line(records)}{lb._versions(records)}Leaderboard written by pai-bench {version} on {date}."]
+    lines += [f"- {machines_line(records)}{_versions(records)}Leaderboard written by pai-bench {version} on {date}."]
     out_md.write_text("\n".join(lines).rstrip() + "\n")
     return out_md, png
 
 
 def _group_section(group: Group, cells: Sequence[Cell], records, layer_plot: str | None) -> list[str]:
-    references, columns = lb._references(cells), lb._columns(cells)
+    references, columns = _references(cells), _columns(cells)
     group_records = [r for r in records if stats.record_group(r) == group]
     lines = [f"## {group.label}", ""]
     summary = _summary_table(cells)
     if summary:
         lines += [summary, ""]
-    return lines + lb.figure_sections(INIT_FIGURES, group_records, references, columns, layer_plot)
+    return lines + figure_sections(INIT_FIGURES, group_records, references, columns, layer_plot)
 
 
 def _summary_table(cells: Sequence[Cell]) -> str | None:
@@ -277,11 +272,11 @@ def _summary_table(cells: Sequence[Cell]) -> str | None:
         point = collapse_point(records)
         seeds = sorted({int(r["seed"]) for r in records if r.get("seed") is not None})
         row = {
-            "trials (seeds)": f"{len(records)} ({lb._ranges(seeds)})",
-            "collapse point": lb.sparsity_label(point) if point is not None else "none",
+            "trials (seeds)": f"{len(records)} ({_ranges(seeds)})",
+            "collapse point": sparsity_label(point) if point is not None else "none",
         }
         for name, title in ROUNDING_TITLES.items():
-            values = [v for r in records for v in [lb._number((r.get("diagnostics") or {}).get(name))] if v is not None]
+            values = [v for r in records for v in [_number((r.get("diagnostics") or {}).get(name))] if v is not None]
             if values:
                 row[f"{title} (lowest)"] = f"{min(values):.3f}"
         seconds = [v for r in records for v in [_prune_seconds(r)] if v is not None]
@@ -290,7 +285,7 @@ def _summary_table(cells: Sequence[Cell]) -> str | None:
         rows[key.label] = row
     if not rows:
         return None
-    return lb._markdown_table(rows, "method")
+    return _markdown_table(rows, "method")
 
 
 def _mask_rows(cells: Sequence[Cell]) -> list[RowKey]:
@@ -313,13 +308,13 @@ def plot_effective(groups: Mapping[Group, Sequence[Cell]], path: str | Path) -> 
     figure = MplFigure(figsize=(5.5 * ncols, 4.2 * nrows), layout="constrained")
     axes = figure.subplots(nrows, ncols, squeeze=False).ravel()
     for ax, (group, cells) in zip(axes, groups.items()):
-        columns = lb._columns(cells)
+        columns = _columns(cells)
         nominal = [100 * (1 - c.sparsity) for c in columns]
         lines = {}
         for key in _mask_rows(columns):
             points = []
             for cell in columns:
-                values = [v for r in _done(cell.rows[key].records if key in cell.rows else []) for v in [lb.effective_sparsity_percent(r)] if v is not None]
+                values = [v for r in _done(cell.rows[key].records if key in cell.rows else []) for v in [effective_sparsity_percent(r)] if v is not None]
                 if values:
                     points.append((100 * (1 - cell.sparsity), 100.0 - float(np.mean(values))))
             if points:
@@ -343,5 +338,5 @@ def plot_effective(groups: Mapping[Group, Sequence[Cell]], path: str | Path) -> 
         ax.invert_xaxis()
         ax.set_xlabel("remaining weights (%), log scale")
         ax.set_ylabel("effective remaining weights (%), mean over seeds")
-        lb.finish_panel(ax, group.label)
-    return lb.save_panels(figure, axes, len(groups), path)
+        finish_panel(ax, group.label)
+    return save_panels(figure, axes, len(groups), path)
