@@ -23,6 +23,7 @@ from pai_bench import stats
 from pai_bench.pages.figures import FIGURES, figure_sections
 from pai_bench.pages.footer import _footer, _test_sentence
 from pai_bench.pages.plots import effective_plot_path, layer_plot_path, plot_layer_densities, plot_leaderboard
+from pai_bench.pages.published import published_section
 from pai_bench.pages.tables import MARKS, _columns, _fixed, _groups, _interval, _markdown_table, _modal_n, _p, _plural, _references, _row_order, sparsity_label
 from pai_bench.stats import Analysis, Cell, Group, RowKey
 from pai_bench.version import __version__
@@ -126,6 +127,7 @@ def _group_section(analysis: Analysis, group: Group, cells: list[Cell], records,
     lines += [_markdown_table(table, "method"), ""]
     group_records = [r for r in records if stats.record_group(r) == group]
     lines += figure_sections(FIGURES, group_records, references, columns, layer_plot)
+    lines += published_section(group_records)
     lines += _details(analysis, columns)
     return lines
 
