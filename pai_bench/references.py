@@ -147,8 +147,8 @@ def compare_with_published(records: Sequence[Mapping[str, Any]], references: Ref
     for record in records:
         if record.get("status") != "done" or record.get("test_acc") is None or record.get("ablation"):
             continue
-        key = (record["model"], record["dataset"], float(record["sparsity"]))
-        cells.setdefault(key, {}).setdefault(record["seed"], {})[record["row"]] = float(record["test_acc"])
+        key = (record.get("model"), record.get("dataset"), float(record["sparsity"]))
+        cells.setdefault(key, {}).setdefault(record.get("seed"), {})[row_name(record)] = float(record["test_acc"])
     comparisons = []
     for (model, dataset, sparsity), by_seed in sorted(cells.items()):
         published = references.for_cell(model, dataset, sparsity)
@@ -163,6 +163,11 @@ def compare_with_published(records: Sequence[Mapping[str, Any]], references: Ref
             sources.append(SourceComparison(references.sources[name], theirs, agreement, seed_rank_agreement(shared)))
         comparisons.append(CellComparison(model, dataset, sparsity, tuple(sources)))
     return comparisons
+
+
+def row_name(record: Mapping[str, Any]) -> str:
+    """The record's row; records from before rows were named carry only their method."""
+    return record.get("row") or record["method"]
 
 
 def _means(by_seed: Mapping[Any, Mapping[str, float]]) -> dict[str, float]:

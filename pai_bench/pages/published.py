@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pai_bench.pages.tables import _markdown_table, sparsity_label
-from pai_bench.references import CellComparison, Source, compare_with_published, load_references
+from pai_bench.references import CellComparison, Source, compare_with_published, load_references, row_name
 
 
 def published_section(records: Sequence[Mapping[str, Any]]) -> list[str]:
@@ -79,10 +79,10 @@ def _ours(cell: CellComparison, records: Sequence[Mapping[str, Any]]) -> dict[st
             record.get("status") == "done"
             and record.get("test_acc") is not None
             and not record.get("ablation")
-            and (record["model"], record["dataset"]) == (cell.model, cell.dataset)
+            and (record.get("model"), record.get("dataset")) == (cell.model, cell.dataset)
             and float(record["sparsity"]) == cell.sparsity
         ):
-            by_row.setdefault(record["row"], []).append(float(record["test_acc"]))
+            by_row.setdefault(row_name(record), []).append(float(record["test_acc"]))
     text = {}
     for row, values in by_row.items():
         mean = statistics.mean(values)
