@@ -81,3 +81,12 @@ def test_a_run_is_compared_with_the_sources_that_cover_its_cells():
     assert npb.seed_agreement == pytest.approx(rank_agreement(
         {"random": 30, "snip": 50, "iter-snip": 55, "synflow": 53, "phew": 60},
         {"random": 31, "snip": 52, "iter-snip": 54, "synflow": 56, "phew": 58}).tau)
+
+
+def test_records_from_before_rows_were_named_compare_under_their_method():
+    from pai_bench.references import compare_with_published
+
+    records = [{k: v for k, v in _record(row, 0.99, 0, acc).items() if k != "row"} | {"method": row} for row, acc in (("random", 30.0), ("snip", 50.0), ("phew", 60.0))]
+    [cell] = compare_with_published(records)
+    [npb] = [source for source in cell.sources if source.source.name == "npb-figure"]
+    assert npb.agreement.methods == ("phew", "random", "snip") and npb.agreement.tau == pytest.approx(1.0)
