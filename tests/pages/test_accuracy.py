@@ -82,7 +82,10 @@ def test_figure_tables_follow_the_records(tmp_path):
         if r["status"] == "done":
             r["diagnostics"] = {"ntk_condition": 10.0 + r["seed"], "label": "not a number"}
     text = write(records, tmp_path / "d.md")[0].read_text()
-    assert "Diagnostics: ntk_condition, mean over seeds:" in text and "label" not in text
+    assert "Diagnostics: ntk_condition, mean over seeds:" in text
+    diagnostics = text.split("Diagnostics: ntk_condition, mean over seeds:")[1].split("\n\n")[1]
+    assert "| random              | 12     | 11.5   |" in diagnostics  # means of 10 + seed
+    assert "label" not in diagnostics and "not a number" not in text
     assert "Theoretical speed-up" in text and "71.4×" in text
     # Empty layers: the max over seeds, shown because random at 99 % emptied its classifier.
     empty = text.split("Layer collapse")[1].split("\n\n")[1]
