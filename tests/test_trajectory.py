@@ -15,6 +15,7 @@ from pai_bench.models import build_model
 from pai_bench.pruning import kept_count
 from pai_bench.runner.checkpoints import FileCheckpoint
 from pai_bench.grid import expand_grid
+from pai_bench.engine import FastTrainer
 from pai_bench.training import ReferenceTrainer
 from pai_bench.trajectory import Trajectory, classifier_names, run_trajectory, work_units
 from pai_bench.trial import load_trial_data
@@ -45,23 +46,28 @@ class Levels:
         self.starts: list[dict] = []
         self.level0_epochs: list[dict] = []
         self._trainers: list = []
-        real_train, real_epoch = work_module.train, ReferenceTrainer.train_epoch
+        real_train = work_module.train
 
         def train(model, masks, *args, **kwargs):
             self.masks.append({name: mask.clone().cpu() for name, mask in masks.items()})
             return real_train(model, masks, *args, **kwargs)
 
-        def train_epoch(trainer, batches):
-            weights = {name: p.detach().clone() for name, p in trainer.model.named_parameters()}
-            if trainer not in self._trainers:
-                self._trainers.append(trainer)
-                self.starts.append(weights)
-            if len(self._trainers) == 1:
-                self.level0_epochs.append(weights)
-            return real_epoch(trainer, batches)
+        def watched(real_epoch):
+            def train_epoch(trainer, batches):
+                weights = {name: p.detach().clone() for name, p in trainer.model.named_parameters()}
+                if trainer not in self._trainers:
+                    self._trainers.append(trainer)
+                    self.starts.append(weights)
+                if len(self._trainers) == 1:
+                    self.level0_epochs.append(weights)
+                return real_epoch(trainer, batches)
+
+            return train_epoch
 
         monkeypatch.setattr(work_module, "train", train)
-        monkeypatch.setattr(ReferenceTrainer, "train_epoch", train_epoch)
+        # whichever loop trains: the reference, or the fast engine a CPU takes by default
+        for trainer_class in (ReferenceTrainer, FastTrainer):
+            monkeypatch.setattr(trainer_class, "train_epoch", watched(trainer_class.train_epoch))
 
 
 def test_plan_of_the_grid_lands_on_each_sparsity():
